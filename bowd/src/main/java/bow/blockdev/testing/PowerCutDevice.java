@@ -1,0 +1,135 @@
+package bow.blockdev.testing;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DeviceException;
+import bow.blockdev.Errno;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+
+/**
+ * Power-cut simulation. Writes since the last flush are volatile: they are visible
+ * to reads but sit in a "cache". At a crash an arbitrary subset of them reaches the
+ * durable image, each one whole, not at all, or torn (a random subset of its
+ * 512-byte sectors); the rest is lost and every later call fails with EIO.
+ *
+ * <p>A crash happens when {@link #crash(Random)} is called, or automatically when
+ * the operation counter armed by {@link #armCrashAfterOps} runs out (so a test can
+ * cut power in the middle of a workload, including between two writes of one
+ * engine operation).
+ */
+public final class PowerCutDevice implements BlockDevice {
+    public static final int SECTOR = 512;
+
+    private final byte[] durable;
+    private final byte[] live;
+    private final List<Pending> pending = new ArrayList<>();
+    private long opsUntilCrash = Long.MAX_VALUE;
+    private Random crashRandom;
+    private boolean dead;
+    private long flushes;
+    private long ops;
+
+    private record Pending(long offset, byte[] data) {}
+
+    public PowerCutDevice(byte[] initialDurable) {
+        this.durable = initialDurable.clone();
+        this.live = initialDurable.clone();
+    }
+
+    public PowerCutDevice(int size) { this(new byte[size]); }
+
+    /** After {@code n} more mutating operations (write, discard, flush), power fails at the start of the next one. */
+    public synchronized void armCrashAfterOps(long n, Random random) {
+        this.opsUntilCrash = n;
+        this.crashRandom = random;
+    }
+
+    public synchronized long flushCount() { return flushes; }
+
+    public synchronized long opCount() { return ops; }
+
+    public synchronized boolean isDead() { return dead; }
+
+    @Override public long size() { return durable.length; }
+
+    @Override
+    public synchronized void read(long offset, ByteBuffer dst) throws IOException {
+        checkAlive();
+        BlockDevice.checkRange(this, offset, dst.remaining(), false);
+        dst.put(live, (int) offset, dst.remaining());
+    }
+
+    @Override
+    public synchronized void write(long offset, ByteBuffer src) throws IOException {
+        tick();
+        BlockDevice.checkRange(this, offset, src.remaining(), true);
+        byte[] copy = new byte[src.remaining()];
+        src.get(copy);
+        System.arraycopy(copy, 0, live, (int) offset, copy.length);
+        pending.add(new Pending(offset, copy));
+    }
+
+    @Override
+    public synchronized void discard(long offset, long length) throws IOException {
+        tick();
+        BlockDevice.checkRange(this, offset, length, true);
+        byte[] zeros = new byte[(int) length];
+        System.arraycopy(zeros, 0, live, (int) offset, zeros.length);
+        pending.add(new Pending(offset, zeros));
+    }
+
+    @Override
+    public synchronized void flush() throws IOException {
+        tick();
+        for (Pending p : pending) {
+            System.arraycopy(p.data, 0, durable, (int) p.offset, p.data.length);
+        }
+        pending.clear();
+        flushes++;
+    }
+
+    /**
+     * Cuts power now: persists a random subset of the unflushed writes (some torn),
+     * in issue order, and kills the device.
+     */
+    public synchronized void crash(Random random) {
+        if (dead) return;
+        for (Pending p : pending) {
+            int choice = random.nextInt(3);
+            if (choice == 0) continue;                       // lost
+            int sectors = (p.data.length + SECTOR - 1) / SECTOR;
+            boolean torn = choice == 2 && sectors > 1;
+            for (int s = 0; s < sectors; s++) {
+                if (torn && !random.nextBoolean()) continue;
+                int from = s * SECTOR;
+                int len = Math.min(SECTOR, p.data.length - from);
+                System.arraycopy(p.data, from, durable, (int) p.offset + from, len);
+            }
+        }
+        pending.clear();
+        dead = true;
+    }
+
+    /** What a fresh boot would see: the durable image. */
+    public synchronized byte[] durableImage() { return durable.clone(); }
+
+    /** What is visible now, including unflushed writes. */
+    public synchronized byte[] liveImage() { return live.clone(); }
+
+    private void tick() throws DeviceException {
+        checkAlive();
+        ops++;
+        if (opsUntilCrash != Long.MAX_VALUE && opsUntilCrash-- <= 0) {
+            crash(crashRandom);
+            throw new DeviceException(Errno.EIO, "simulated power cut");
+        }
+    }
+
+    private void checkAlive() throws DeviceException {
+        if (dead) throw new DeviceException(Errno.EIO, "simulated power cut: device is gone");
+    }
+}
