@@ -1,0 +1,49 @@
+package bow.engine;
+
+import bow.blockdev.BlockDevice;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * What the daemon needs from a mode (bow, persistent, shared): the devices it
+ * exports, its status, and the checkpoint lifecycle. The daemon, control socket
+ * and NBD server are thin shells around this.
+ */
+public interface ModeEngine extends Closeable {
+
+    /** "bow", "persistent" or "shared". */
+    String mode();
+
+    /**
+     * The devices served over NBD, by export name. The default export has the
+     * name "" (what a client gets when it asks for no name).
+     */
+    Map<String, BlockDevice> exports();
+
+    EngineStatus status();
+
+    /** Starts a checkpoint; a clear {@link IllegalStateException} if the state does not allow it. */
+    void startCheckpoint() throws IOException;
+
+    /** Keeps every change made since the checkpoint started and drops the safety net. */
+    void commit() throws IOException;
+
+    /** Online rollback, where the mode can do it with the device in use (persistent: merge). */
+    default void rollback() throws IOException {
+        throw new UnsupportedOperationException(mode() + " mode rolls back offline: stop the daemon and run 'bowctl rollback'");
+    }
+
+    /** The range table, like dm-bow's table status; empty where the mode has none. */
+    default List<RangeRecord> ranges() { return List.of(); }
+
+    /** A status snapshot. {@code details} holds mode-specific extras (key, human-readable value). */
+    record EngineStatus(String mode, String state, String device, long deviceSize, int blockSize,
+                        long freeBytes, long backedUpBytes, long logSequence, long logEntries,
+                        long rangeCount, Map<String, String> details) {}
+
+    /** One run of blocks of one type, in bytes. */
+    record RangeRecord(long offset, long length, String type) {}
+}
