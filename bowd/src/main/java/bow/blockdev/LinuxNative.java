@@ -1,0 +1,48 @@
+package bow.blockdev;
+
+import com.sun.jna.LastErrorException;
+import com.sun.jna.Native;
+import com.sun.jna.ptr.LongByReference;
+
+/**
+ * The few Linux calls the JDK does not offer: block-device size and discard
+ * ioctls, FITRIM, and fallocate for punching holes in image files. Bound with
+ * JNA direct mapping; errors come back as {@link LastErrorException}.
+ */
+public final class LinuxNative {
+    public static final int O_RDONLY = 0;
+    public static final int O_RDWR = 2;
+    public static final int O_CLOEXEC = 0x80000;
+    public static final int O_DIRECTORY = 0x10000;
+
+    /** _IOR(0x12, 114, size_t) */
+    public static final long BLKGETSIZE64 = 0x80081272L;
+    /** _IO(0x12, 119) */
+    public static final long BLKDISCARD = 0x1277L;
+    /** _IOWR('X', 121, struct fstrim_range) */
+    public static final long FITRIM = 0xC0185879L;
+
+    public static final int FALLOC_FL_KEEP_SIZE = 0x01;
+    public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
+
+    static {
+        Native.register("c");
+    }
+
+    private LinuxNative() {}
+
+    public static native int open(String path, int flags) throws LastErrorException;
+
+    public static native int close(int fd) throws LastErrorException;
+
+    public static native int ioctl(int fd, long request, LongByReference arg) throws LastErrorException;
+
+    public static native int ioctl(int fd, long request, long[] arg) throws LastErrorException;
+
+    public static native int fallocate(int fd, int mode, long offset, long len) throws LastErrorException;
+
+    /** strerror-like text for an errno, for messages. */
+    public static String describe(LastErrorException e) {
+        return "errno " + e.getErrorCode() + " (" + e.getMessage() + ")";
+    }
+}

@@ -1,0 +1,50 @@
+package bow.blockdev;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class FileBlockDeviceTest {
+    @TempDir Path dir;
+
+    @Test
+    void readsWritesAndPunchesHoles() throws Exception {
+        Path img = dir.resolve("a.img");
+        FileBlockDevice.createSparse(img, 1 << 20);
+        try (FileBlockDevice dev = FileBlockDevice.open(img, false)) {
+            assertEquals(1 << 20, dev.size());
+            ByteBuffer data = ByteBuffer.allocate(8192);
+            for (int i = 0; i < 8192; i++) data.put((byte) (i * 7 + 1));
+            dev.write(4096, data.flip());
+            dev.flush();
+            ByteBuffer back = ByteBuffer.allocate(8192);
+            dev.read(4096, back);
+            assertArrayEquals(data.array(), back.array());
+
+            dev.discard(4096, 4096);
+            ByteBuffer after = ByteBuffer.allocate(8192);
+            dev.read(4096, after);
+            for (int i = 0; i < 4096; i++) assertEquals(0, after.get(i), "punched hole reads as zeros");
+            for (int i = 4096; i < 8192; i++) assertEquals(data.get(i), after.get(i), "outside the hole untouched");
+        }
+        assertEquals(1 << 20, Files.size(img), "punching keeps the size");
+    }
+
+    @Test
+    void rejectsOutOfRangeAndReadOnlyWrites() throws Exception {
+        Path img = dir.resolve("b.img");
+        FileBlockDevice.createSparse(img, 65536);
+        try (FileBlockDevice dev = FileBlockDevice.open(img, true)) {
+            DeviceException e = assertThrows(DeviceException.class, () -> dev.write(0, ByteBuffer.allocate(512)));
+            assertEquals(Errno.EPERM, e.errno());
+            e = assertThrows(DeviceException.class, () -> dev.read(65536 - 256, ByteBuffer.allocate(512)));
+            assertEquals(Errno.EINVAL, e.errno());
+        }
+        assertThrows(java.io.IOException.class, () -> FileBlockDevice.open(dir.resolve("missing"), false));
+    }
+}
