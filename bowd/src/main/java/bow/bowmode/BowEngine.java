@@ -1,0 +1,613 @@
+package bow.bowmode;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DeviceException;
+import bow.blockdev.Errno;
+import bow.bowlog.BowCrc;
+import bow.bowlog.LogBlock;
+import bow.bowlog.LogEntry;
+import bow.engine.ModeEngine;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.concurrent.locks.ReentrantReadWriteLock;
+
+/**
+ * The dm-bow engine: backup on write into the filesystem's own free space.
+ *
+ * <p>State 0 (TRIM) collects discards as FREE ranges and does not pass them down.
+ * State 1 (CHECKPOINT) copies the old content of any block that held data when
+ * the checkpoint started into a free block, logs the copy in block 0 and makes
+ * both durable before the block is overwritten; block 0 itself is redirected to
+ * SECTOR0_CURRENT. State 2 (COMMITTED) puts the live block 0 back and passes
+ * everything through. Rollback is offline ({@code bowctl rollback}).
+ *
+ * <p>Locking: a read/write state lock (requests share it; transitions take it
+ * alone); a short map lock for the range map, never held across I/O; per-block
+ * in-flight markers so a block being backed up is not overwritten meanwhile; and a
+ * block-0 lock for the few requests that touch block 0 or SECTOR0_CURRENT. Log
+ * entries go through {@link LogCommitter}'s group commit.
+ */
+public final class BowEngine implements ModeEngine, BlockDevice {
+    private static final Logger log = LoggerFactory.getLogger(BowEngine.class);
+    public static final int DEFAULT_BLOCK_SIZE = 4096;
+    /** Largest single log entry, in blocks: bounds the copy buffers. */
+    static final int MAX_ENTRY_BLOCKS = 256;
+    private static final int SECTOR = 512;
+
+    public enum State { TRIM, CHECKPOINT, COMMITTED }
+
+    private final BlockDevice dev;
+    private final String deviceName;
+    private final int bs;
+    private final int sectorsPerBlock;
+    private final long blocks;
+
+    private final ReentrantReadWriteLock stateLock = new ReentrantReadWriteLock();
+    private volatile State state = State.TRIM;
+
+    private final Object mapLock = new Object();
+    private RangeMap map;
+    private final Map<Long, CompletableFuture<Void>> inflight = new HashMap<>();
+    private long s0c = -1;
+    /** True while SECTOR0_CURRENT also holds a logged backup (of the original block 0). */
+    private boolean s0cIsBackup;
+    private long plannedEntries;
+    private long rolloverBlocksUsed;
+    private long[] freeAtStart = new long[0];
+
+    private final ReentrantLock block0Lock = new ReentrantLock();
+    private volatile LogCommitter committer;
+    /** Set when a backup failed: writes are refused from then on. */
+    private volatile Throwable broken;
+
+    private BowEngine(BlockDevice dev, String deviceName, int blockSize) throws IOException {
+        if (!LogBlock.isValidBlockSize(blockSize)) {
+            throw new IllegalArgumentException("block size " + blockSize + " must be a power of two from 512 to 4096");
+        }
+        this.dev = dev;
+        this.deviceName = deviceName;
+        this.bs = blockSize;
+        this.sectorsPerBlock = blockSize / SECTOR;
+        this.blocks = dev.size() / blockSize;
+        if (blocks < 4) {
+            throw new IOException(deviceName + ": device of " + dev.size() + " bytes is too small (need at least 4 blocks of " + blockSize + ")");
+        }
+        this.map = new RangeMap(blocks, RangeType.UNCHANGED);
+    }
+
+    /** Opens a device for a new checkpoint; refuses one that still carries a log. */
+    public static BowEngine open(BlockDevice dev, String deviceName, int blockSize) throws IOException {
+        byte[] head = new byte[SECTOR];
+        dev.read(0, ByteBuffer.wrap(head));
+        if (LogBlock.looksLikeLog(head)) {
+            LogBlock h = new LogBlock(head);
+            throw new CheckpointPresentException(deviceName + " still carries a checkpoint log (magic "
+                    + LogBlock.magicName(h.magic()) + ", sequence " + h.sequence() + "). Run 'bowctl rollback --device "
+                    + deviceName + "' to go back, or 'bowctl commit --device " + deviceName + "' to keep the changes.");
+        }
+        return new BowEngine(dev, deviceName, blockSize);
+    }
+
+    /** Opens a device as it is, even one that carries a log (its block 0 is then served as is). */
+    public static BowEngine openIgnoringLog(BlockDevice dev, String deviceName, int blockSize) throws IOException {
+        return new BowEngine(dev, deviceName, blockSize);
+    }
+
+    public State state() { return state; }
+
+    public int blockSize() { return bs; }
+
+    // ---------------------------------------------------------------- BlockDevice
+
+    @Override public long size() { return blocks * bs; }
+
+    @Override
+    public void read(long offset, ByteBuffer dst) throws IOException {
+        checkRequest(offset, dst.remaining(), false);
+        stateLock.readLock().lock();
+        try {
+            if (state != State.CHECKPOINT || offset >= bs) {
+                dev.read(offset, dst);
+                return;
+            }
+            // The part in block 0 comes from SECTOR0_CURRENT.
+            int inBlock0 = (int) Math.min(dst.remaining(), bs - offset);
+            block0Lock.lock();
+            try {
+                long s0 = currentS0c();
+                ByteBuffer head = dst.slice().limit(inBlock0);
+                dev.read(s0 * bs + offset, head);
+            } finally {
+                block0Lock.unlock();
+            }
+            dst.position(dst.position() + inBlock0);
+            if (dst.hasRemaining()) dev.read(bs, dst);
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    @Override
+    public void write(long offset, ByteBuffer src) throws IOException {
+        checkRequest(offset, src.remaining(), true);
+        if (!src.hasRemaining()) return;
+        stateLock.readLock().lock();
+        try {
+            switch (state) {
+                case COMMITTED -> dev.write(offset, src);
+                case TRIM -> {
+                    synchronized (mapLock) {
+                        // Written after a trim: holds data again, so it is no longer free space.
+                        long first = offset / bs, last = (offset + src.remaining() - 1) / bs;
+                        map.forEachIn(first, last + 1, (s, e, t) -> {
+                            if (t == RangeType.FREE) map.set(s, e, RangeType.UNCHANGED);
+                        });
+                    }
+                    dev.write(offset, src);
+                }
+                case CHECKPOINT -> writeInCheckpoint(offset, src);
+            }
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    @Override
+    public void discard(long offset, long length) throws IOException {
+        checkRequest(offset, length, true);
+        stateLock.readLock().lock();
+        try {
+            switch (state) {
+                case COMMITTED -> dev.discard(offset, length);
+                case TRIM -> {
+                    // Whole blocks only, never block 0 (it will hold the log).
+                    long first = Math.max(1, (offset + bs - 1) / bs);
+                    long end = (offset + length) / bs;
+                    if (first < end) {
+                        synchronized (mapLock) {
+                            map.set(first, end, RangeType.FREE);
+                        }
+                    }
+                }
+                case CHECKPOINT -> {
+                    // Not passed down, so the old content stays where it is and no backup
+                    // is needed: the block keeps its type and a later write backs it up.
+                }
+            }
+        } finally {
+            stateLock.readLock().unlock();
+        }
+    }
+
+    @Override
+    public void flush() throws IOException {
+        LogCommitter c = committer;
+        if (c != null && c.failure() != null) {
+            throw new DeviceException(Errno.EIO, "checkpoint log write failed: " + c.failure().getMessage());
+        }
+        dev.flush();
+    }
+
+    @Override
+    public void close() throws IOException {
+        stateLock.writeLock().lock();
+        try {
+            dev.flush();
+            dev.close();
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+    }
+
+    private void checkRequest(long offset, long length, boolean isWrite) throws DeviceException {
+        if (offset % SECTOR != 0 || length % SECTOR != 0) {
+            throw new DeviceException(Errno.EINVAL, "request [" + offset + ", +" + length + ") is not aligned to 512 bytes");
+        }
+        BlockDevice.checkRange(this, offset, length, isWrite);
+    }
+
+    private long currentS0c() {
+        synchronized (mapLock) {
+            return s0c;
+        }
+    }
+
+    // ---------------------------------------------------------------- state 1 writes
+
+    /** A copy of {@code blocks} blocks from {@code from} to {@code to}; logged unless {@code logged} is false. */
+    private record Copy(long from, long to, int blocks, boolean logged) {}
+
+    /** What one write must do before its data may land. */
+    private final class Plan {
+        final List<Copy> copies = new ArrayList<>();
+        final List<long[]> undo = new ArrayList<>();     // {from, to, oldType}
+        final List<Long> markers = new ArrayList<>();
+        final CompletableFuture<Void> marker = new CompletableFuture<>();
+        long newSector0 = -1;
+        /** For a write into block 0 while SECTOR0_CURRENT still holds the backup: move it here. */
+        long block0MoveFrom = -1, block0MoveTo = -1;
+        int entries;
+
+        void set(long from, long to, RangeType t) {
+            map.forEachIn(from, to, (s, e, old) -> undo.add(new long[] {s, e, old.ordinal()}));
+            map.set(from, to, t);
+        }
+
+        void rollback() {
+            for (int i = undo.size() - 1; i >= 0; i--) {
+                long[] u = undo.get(i);
+                map.set(u[0], u[1], RangeType.VALUES[(int) u[2]]);
+            }
+        }
+
+        /** Takes up to {@code want} free blocks, contiguous; -1 when none is free. */
+        long[] allocate(long want) {
+            long f = map.firstFree();
+            if (f < 0) return null;
+            long end = Math.min(map.runEnd(f), f + want);
+            set(f, end, RangeType.BACKUP);
+            return new long[] {f, end - f};
+        }
+    }
+
+    private void writeInCheckpoint(long offset, ByteBuffer src) throws IOException {
+        if (broken != null) {
+            throw new DeviceException(Errno.EIO, "writes refused: an earlier backup failed (" + broken.getMessage() + ")");
+        }
+        long first = offset / bs;
+        long last = (offset + src.remaining() - 1) / bs;
+        boolean holdBlock0 = first == 0;
+        if (holdBlock0) block0Lock.lock();
+        try {
+            Plan plan;
+            while (true) {
+                CompletableFuture<Void> wait = null;
+                boolean needBlock0Lock = false;
+                synchronized (mapLock) {
+                    if (state != State.CHECKPOINT) throw new IllegalStateException("state changed during write");
+                    for (long b = first; b <= last && wait == null; b++) wait = inflight.get(b);
+                    if (wait == null) {
+                        if (!holdBlock0 && s0c >= first && s0c <= last) {
+                            needBlock0Lock = true;
+                            plan = null;
+                        } else {
+                            plan = plan(first, last);
+                            break;
+                        }
+                    }
+                }
+                if (needBlock0Lock) {
+                    block0Lock.lock();
+                    holdBlock0 = true;
+                    continue;
+                }
+                wait.exceptionally(t -> null).join();
+            }
+            execute(plan, offset, src);
+        } finally {
+            if (holdBlock0) block0Lock.unlock();
+        }
+    }
+
+    /** Decides (under the map lock) what to back up and where; changes the map; ENOSPC changes nothing. */
+    private Plan plan(long first, long last) throws DeviceException {
+        Plan p = new Plan();
+        long from = Math.max(first, 1);
+        // Pass 1: free blocks in the request become CHANGED first, so they are not handed out as backup space.
+        if (from <= last) {
+            map.forEachIn(from, last + 1, (s, e, t) -> {
+                if (t == RangeType.FREE) p.set(s, e, RangeType.CHANGED);
+            });
+        }
+        List<long[]> toBackUp = new ArrayList<>();
+        if (from <= last) {
+            map.forEachIn(from, last + 1, (s, e, t) -> {
+                if (t == RangeType.UNCHANGED || t == RangeType.BACKUP) toBackUp.add(new long[] {s, e});
+            });
+        }
+        boolean ok = true;
+        for (long[] run : toBackUp) {
+            long s = run[0];
+            while (s < run[1]) {
+                long[] got = p.allocate(Math.min(run[1] - s, MAX_ENTRY_BLOCKS));
+                if (got == null) { ok = false; break; }
+                p.copies.add(new Copy(s, got[0], (int) got[1], true));
+                p.entries++;
+                s += got[1];
+            }
+            if (!ok) break;
+            p.set(run[0], run[1], RangeType.CHANGED);
+        }
+        // The physical block that holds the live block 0, overwritten as ordinary data.
+        long s0 = s0c;
+        boolean s0Backup = s0cIsBackup;
+        if (ok && s0 >= from && s0 <= last) {
+            long[] got = p.allocate(1);
+            if (got == null) {
+                ok = false;
+            } else {
+                p.set(got[0], got[0] + 1, RangeType.SECTOR0_CURRENT);
+                p.set(s0, s0 + 1, RangeType.CHANGED);
+                // If it is the backup of the original block 0, the copy is logged; otherwise it only moves.
+                p.copies.add(new Copy(s0, got[0], 1, s0Backup));
+                if (s0Backup) p.entries++;
+                s0 = got[0];
+                p.newSector0 = s0;
+            }
+        }
+        // Block 0 itself: redirected; the first write moves it off the backup copy.
+        if (ok && first == 0 && s0Backup) {
+            long[] got = p.allocate(1);
+            if (got == null) {
+                ok = false;
+            } else {
+                p.set(got[0], got[0] + 1, RangeType.SECTOR0_CURRENT);
+                p.set(s0, s0 + 1, RangeType.BACKUP);
+                p.block0MoveFrom = s0;
+                p.block0MoveTo = got[0];
+                s0 = got[0];
+                s0Backup = false;
+                p.newSector0 = s0;
+            }
+        }
+        // Keep enough free blocks for the log blocks these entries will need.
+        long reserve = LogCommitter.rolloversFor(plannedEntries + p.entries, bs) - rolloverBlocksUsed;
+        if (ok && map.count(RangeType.FREE) < reserve) ok = false;
+        if (!ok) {
+            p.rollback();
+            throw new DeviceException(Errno.ENOSPC, "no free space left for backups on " + deviceName
+                    + " (" + freeBytesLocked() + " bytes free); the checkpoint is intact and can still be committed or rolled back");
+        }
+        plannedEntries += p.entries;
+        s0c = s0;
+        s0cIsBackup = s0Backup;
+        CompletableFuture<Void> marker = p.marker;
+        for (Copy c : p.copies) {
+            for (int i = 0; i < c.blocks; i++) {
+                inflight.put(c.from + i, marker);
+                inflight.put(c.to + i, marker);
+                p.markers.add(c.from + i);
+                p.markers.add(c.to + i);
+            }
+        }
+        if (p.block0MoveTo >= 0) {
+            inflight.put(p.block0MoveTo, marker);
+            p.markers.add(p.block0MoveTo);
+        }
+        return p;
+    }
+
+    private void execute(Plan p, long offset, ByteBuffer src) throws IOException {
+        CompletableFuture<Void> marker = p.marker;
+        try {
+            List<LogEntry> entries = new ArrayList<>();
+            for (Copy c : p.copies) {
+                byte[] data = new byte[c.blocks * bs];
+                dev.read(c.from * bs, ByteBuffer.wrap(data));
+                dev.write(c.to * bs, ByteBuffer.wrap(data));
+                if (c.logged) {
+                    long source = c.from * sectorsPerBlock;
+                    entries.add(new LogEntry(source, c.to * sectorsPerBlock, data.length,
+                            BowCrc.entryChecksum(source, bs, data, 0, data.length)));
+                }
+            }
+            int inBlock0 = offset < bs ? (int) Math.min(src.remaining(), bs - offset) : 0;
+            if (p.block0MoveTo >= 0) {
+                // New block 0 content goes to its new home before the header points there.
+                byte[] block = new byte[bs];
+                dev.read(p.block0MoveFrom * bs, ByteBuffer.wrap(block));
+                src.slice().limit(inBlock0).get(block, (int) offset, inBlock0);
+                dev.write(p.block0MoveTo * bs, ByteBuffer.wrap(block));
+            }
+            if (!entries.isEmpty() || p.newSector0 >= 0) {
+                LogCommitter c = committer;
+                long sector0 = p.newSector0 >= 0 ? p.newSector0 * sectorsPerBlock : -1;
+                c.awaitDurable(c.append(entries, sector0));
+            }
+        } catch (IOException | RuntimeException e) {
+            // The map already calls these blocks changed; without their backups no
+            // further write may land, or the rollback would be wrong.
+            broken = e;
+            marker.completeExceptionally(e);
+            log.error("backup before write failed on {}; refusing further writes (roll back or commit offline)", deviceName, e);
+            throw new DeviceException(Errno.EIO, "backup before write failed on " + deviceName + ": " + e.getMessage(), e);
+        } finally {
+            synchronized (mapLock) {
+                for (Long b : p.markers) inflight.remove(b, marker);
+            }
+            marker.complete(null);
+        }
+        // The old data is safe: let the write land.
+        int inBlock0 = offset < bs ? (int) Math.min(src.remaining(), bs - offset) : 0;
+        if (inBlock0 > 0) {
+            if (p.block0MoveTo < 0) {
+                long s0 = currentS0c();
+                dev.write(s0 * bs + offset, src.slice().limit(inBlock0));
+            }
+            src.position(src.position() + inBlock0);
+            offset += inBlock0;
+        }
+        if (src.hasRemaining()) dev.write(offset, src);
+    }
+
+    // ---------------------------------------------------------------- lifecycle
+
+    @Override
+    public void startCheckpoint() throws IOException {
+        stateLock.writeLock().lock();
+        try {
+            if (state != State.TRIM) {
+                throw new IllegalStateException("cannot start a checkpoint in state " + state.ordinal() + " " + state
+                        + ": a checkpoint starts from state 0 TRIM only");
+            }
+            long s;
+            synchronized (mapLock) {
+                s = map.firstFree();
+                if (s < 0) {
+                    throw new DeviceException(Errno.ENOSPC, "no free space known on " + deviceName
+                            + ": trim the filesystem (fstrim / bowctl checkpoint start --fitrim MOUNTPOINT) before starting a checkpoint");
+                }
+                freeAtStart = freeRuns();
+            }
+            byte[] original = new byte[bs];
+            dev.read(0, ByteBuffer.wrap(original));
+            dev.write(s * bs, ByteBuffer.wrap(original));
+            dev.flush();
+            // Only sector 0 changes: header and entry 0. The rest of block 0 keeps its bytes
+            // (past the count, so not part of the log), and a crash leaves block 0 either
+            // untouched or a valid log.
+            LogBlock lb = new LogBlock(original.clone())
+                    .initHeader(LogBlock.MAGIC, bs, 1, 0, s * sectorsPerBlock);
+            lb.setEntry(0, new LogEntry(0, s * sectorsPerBlock, bs, BowCrc.entryChecksum(0, bs, original, 0, bs)));
+            dev.write(0, ByteBuffer.wrap(lb.bytes(), 0, SECTOR));
+            dev.flush();
+            synchronized (mapLock) {
+                map.set(0, 1, RangeType.SECTOR0);
+                map.set(s, s + 1, RangeType.SECTOR0_CURRENT);
+                s0c = s;
+                s0cIsBackup = true;
+                plannedEntries = 0;
+                rolloverBlocksUsed = 0;
+            }
+            committer = new LogCommitter(dev, lb, this::allocateLogBlock);
+            state = State.CHECKPOINT;
+            log.info("checkpoint started on {}: {} bytes free for backups, block 0 now at block {}", deviceName, freeBytes(), s);
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+    }
+
+    private long allocateLogBlock() throws IOException {
+        synchronized (mapLock) {
+            long f = map.firstFree();
+            if (f < 0) throw new DeviceException(Errno.ENOSPC, "no free block for the next log block (reserve exhausted)");
+            map.set(f, f + 1, RangeType.BACKUP);
+            rolloverBlocksUsed++;
+            return f;
+        }
+    }
+
+    @Override
+    public void commit() throws IOException {
+        stateLock.writeLock().lock();
+        try {
+            if (state != State.CHECKPOINT) {
+                throw new IllegalStateException("cannot commit in state " + state.ordinal() + " " + state
+                        + ": only a running checkpoint (state 1) can be committed");
+            }
+            committer.quiesce();
+            byte[] live = new byte[bs];
+            dev.read(currentS0c() * bs, ByteBuffer.wrap(live));
+            // Sectors 1.. first, then the header sector: a crash leaves a valid header
+            // (offline commit finishes the job) or the committed block.
+            if (bs > SECTOR) {
+                dev.write(SECTOR, ByteBuffer.wrap(live, SECTOR, bs - SECTOR));
+                dev.flush();
+            }
+            dev.write(0, ByteBuffer.wrap(live, 0, SECTOR));
+            dev.flush();
+            synchronized (mapLock) {
+                map = null;
+                inflight.clear();
+                s0c = -1;
+            }
+            committer = null;
+            state = State.COMMITTED;
+            log.info("checkpoint on {} committed; now a pass-through device", deviceName);
+        } finally {
+            stateLock.writeLock().unlock();
+        }
+    }
+
+    // ---------------------------------------------------------------- status
+
+    public long freeBytes() {
+        synchronized (mapLock) {
+            return freeBytesLocked();
+        }
+    }
+
+    private long freeBytesLocked() {
+        if (map == null) return 0;
+        long reserve = state == State.CHECKPOINT
+                ? LogCommitter.rolloversFor(plannedEntries, bs) - rolloverBlocksUsed + 1 : 0;
+        return Math.max(0, map.count(RangeType.FREE) - reserve) * bs;
+    }
+
+    /** FREE runs as byte ranges {start, end, start, end, ...}. */
+    private long[] freeRuns() {
+        List<Long> out = new ArrayList<>();
+        map.forEach((s, e, t) -> {
+            if (t == RangeType.FREE) { out.add(s * bs); out.add(e * bs); }
+        });
+        return out.stream().mapToLong(Long::longValue).toArray();
+    }
+
+    /**
+     * The byte ranges that were free (trimmed) when the checkpoint started, as
+     * {start, end} pairs: after a rollback only these may differ from the start.
+     * Before a checkpoint: the ranges free now.
+     */
+    public List<long[]> freeRangesAtStart() {
+        synchronized (mapLock) {
+            long[] runs = state == State.TRIM && map != null ? freeRuns() : freeAtStart;
+            List<long[]> out = new ArrayList<>();
+            for (int i = 0; i < runs.length; i += 2) out.add(new long[] {runs[i], runs[i + 1]});
+            return out;
+        }
+    }
+
+    @Override public String mode() { return "bow"; }
+
+    @Override public Map<String, BlockDevice> exports() { return Map.of("", this); }
+
+    @Override
+    public EngineStatus status() {
+        LogCommitter c = committer;
+        Map<String, String> details = new LinkedHashMap<>();
+        long ranges;
+        synchronized (mapLock) {
+            ranges = map == null ? 0 : map.rangeCount();
+            if (map != null) {
+                for (RangeType t : RangeType.VALUES) details.put(t.name().toLowerCase() + "_bytes", Long.toString(map.count(t) * bs));
+            }
+            if (s0c >= 0) details.put("sector0", Long.toString(s0c * sectorsPerBlock));
+        }
+        if (c != null && c.failure() != null) details.put("error", "log write failed: " + c.failure().getMessage());
+        if (broken != null) details.put("error", "backup failed, writes refused: " + broken.getMessage());
+        return new EngineStatus("bow", state.ordinal() + " " + state, deviceName, size(), bs, freeBytes(),
+                c == null ? 0 : c.backedUpBytes(), c == null ? 0 : c.sequence(), c == null ? 0 : c.count(),
+                ranges, details);
+    }
+
+    @Override
+    public List<RangeRecord> ranges() {
+        List<RangeRecord> out = new ArrayList<>();
+        synchronized (mapLock) {
+            if (map == null) return List.of(new RangeRecord(0, size(), "Passthrough"));
+            map.forEach((s, e, t) -> out.add(new RangeRecord(s * bs, (e - s) * bs, typeName(t))));
+        }
+        return out;
+    }
+
+    private static String typeName(RangeType t) {
+        return switch (t) {
+            case SECTOR0 -> "Sector0";
+            case SECTOR0_CURRENT -> "Sector0_current";
+            case UNCHANGED -> "Unchanged";
+            case FREE -> "Free";
+            case CHANGED -> "Changed";
+            case BACKUP -> "Backup";
+        };
+    }
+}
