@@ -419,7 +419,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             // further write may land, or the rollback would be wrong.
             broken = e;
             marker.completeExceptionally(e);
-            log.error("backup before write failed on {}; refusing further writes (roll back or commit offline)", deviceName, e);
+            log.error("backup before write failed on {}; refusing further writes (roll back or commit offline): {}", deviceName, e.toString());
             throw new DeviceException(Errno.EIO, "backup before write failed on " + deviceName + ": " + e.getMessage(), e);
         } finally {
             synchronized (mapLock) {

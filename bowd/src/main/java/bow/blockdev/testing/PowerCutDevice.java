@@ -31,6 +31,7 @@ public final class PowerCutDevice implements BlockDevice {
     private Random crashRandom;
     private boolean dead;
     private long flushes;
+    private long crashAtFlush = -1;
     private long ops;
 
     private record Pending(long offset, byte[] data) {}
@@ -45,6 +46,12 @@ public final class PowerCutDevice implements BlockDevice {
     /** After {@code n} more mutating operations (write, discard, flush), power fails at the start of the next one. */
     public synchronized void armCrashAfterOps(long n, Random random) {
         this.opsUntilCrash = n;
+        this.crashRandom = random;
+    }
+
+    /** Power fails at the start of flush number {@code n} (0-based), before it persists anything. */
+    public synchronized void armCrashAtFlush(long n, Random random) {
+        this.crashAtFlush = n;
         this.crashRandom = random;
     }
 
@@ -85,6 +92,10 @@ public final class PowerCutDevice implements BlockDevice {
     @Override
     public synchronized void flush() throws IOException {
         tick();
+        if (crashAtFlush == flushes) {
+            crash(crashRandom);
+            throw new DeviceException(Errno.EIO, "simulated power cut at flush " + flushes);
+        }
         for (Pending p : pending) {
             System.arraycopy(p.data, 0, durable, (int) p.offset, p.data.length);
         }
