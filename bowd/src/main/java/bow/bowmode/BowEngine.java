@@ -539,9 +539,15 @@ public final class BowEngine implements ModeEngine, BlockDevice {
 
     private long freeBytesLocked() {
         if (map == null) return 0;
-        long reserve = state == State.CHECKPOINT
-                ? LogCommitter.rolloversFor(plannedEntries, bs) - rolloverBlocksUsed + 1 : 0;
-        return Math.max(0, map.count(RangeType.FREE) - reserve) * bs;
+        long free = map.count(RangeType.FREE);
+        if (state != State.CHECKPOINT) return free * bs;
+        // The most single-block backups that still leave room for their log blocks.
+        long lo = 0, hi = free;
+        while (lo < hi) {
+            long k = (lo + hi + 1) / 2;
+            if (k + LogCommitter.rolloversFor(plannedEntries + k, bs) - rolloverBlocksUsed <= free) lo = k; else hi = k - 1;
+        }
+        return lo * bs;
     }
 
     /** FREE runs as byte ranges {start, end, start, end, ...}. */
