@@ -179,10 +179,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
                         }
                     }
                 }
-                case CHECKPOINT -> {
-                    // Not passed down, so the old content stays where it is and no backup
-                    // is needed: the block keeps its type and a later write backs it up.
-                }
+                case CHECKPOINT -> discardInCheckpoint(offset, length);
             }
         } finally {
             stateLock.readLock().unlock();
@@ -206,6 +203,35 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             dev.close();
         } finally {
             stateLock.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Discards are never passed down while a checkpoint exists. An UNCHANGED or
+     * BACKUP block keeps its content and type, so nothing needs backing up. A
+     * CHANGED block that the filesystem no longer uses holds nothing anyone needs
+     * (its old content, if any, is already backed up): it becomes free space for
+     * backups. That is also how a resumed checkpoint finds space again.
+     */
+    private void discardInCheckpoint(long offset, long length) {
+        long first = Math.max(1, (offset + bs - 1) / bs);
+        long end = (offset + length) / bs;
+        if (first >= end) return;
+        synchronized (mapLock) {
+            List<long[]> changed = new ArrayList<>();
+            map.forEachIn(first, end, (s, e, t) -> {
+                if (t == RangeType.CHANGED) changed.add(new long[] {s, e});
+            });
+            for (long[] run : changed) {
+                long s = run[0];
+                // A block whose backup or move is in flight stays as it is.
+                for (long b = run[0]; b <= run[1]; b++) {
+                    if (b == run[1] || inflight.containsKey(b)) {
+                        if (s < b) map.set(s, b, RangeType.FREE);
+                        s = b + 1;
+                    }
+                }
+            }
         }
     }
 

@@ -61,6 +61,13 @@ class BowEngineCrashTest {
             BowEngineModelTest.Model m = new BowEngineModelTest.Model(s.start.clone(), defined);
             for (int op = 0; op < 150; op++) {
                 BowEngineModelTest.randomWrite(r, s.eng, m, s.size, s.bs);
+                if (r.nextInt(6) == 0) {
+                    // Discards turn changed blocks into backup space: reuse must stay safe.
+                    long off = 512L * r.nextInt(s.size / 512);
+                    long len = Math.min(s.size - off, 512L * (1 + r.nextInt(64)));
+                    s.eng.discard(off, len);
+                    m.discard(off, len, s.bs);
+                }
                 if (r.nextInt(8) == 0) s.eng.flush();
                 done++;
             }

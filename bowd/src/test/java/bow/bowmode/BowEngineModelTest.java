@@ -80,6 +80,7 @@ class BowEngineModelTest {
                 long off = 512L * r.nextInt(size / 512);
                 long len = Math.min(size - off, 512L * (1 + r.nextInt(64)));
                 eng.discard(off, len);
+                m.discard(off, len, bs);
             } else {
                 long off = 512L * r.nextInt(size / 512);
                 int len = (int) Math.min(size - off, 512L * (1 + r.nextInt(64)));
@@ -109,6 +110,12 @@ class BowEngineModelTest {
                 int at = (int) off + i;
                 if (defined[at / 512] && got[i] != ref[at]) fail(what + ": mismatch at byte " + at);
             }
+        }
+
+        /** Whole blocks a discard covers may read as anything afterwards. */
+        void discard(long off, long len, int bs) {
+            long first = (off + bs - 1) / bs, end = (off + len) / bs;
+            for (long x = first * (bs / 512); x < end * (bs / 512); x++) defined[(int) x] = false;
         }
 
         void apply(long off, byte[] data) {
