@@ -196,6 +196,21 @@ public final class NbdServer implements Closeable {
     }
 
     /**
+     * Accepts connections on a listening channel made elsewhere (socket
+     * activation: {@link SocketActivation#listener()}). Closed by {@link #close()}.
+     */
+    public void listen(ServerSocketChannel listener) {
+        checkOpen();
+        String where;
+        try {
+            where = "inherited:" + listener.getLocalAddress();
+        } catch (IOException e) {
+            where = "inherited";
+        }
+        startAccepting(listener, where);
+    }
+
+    /**
      * Serves one already connected channel (e.g. {@code System.inheritedChannel()})
      * on the calling thread; returns when that connection ends.
      */
