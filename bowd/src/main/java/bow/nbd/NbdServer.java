@@ -60,6 +60,7 @@ public final class NbdServer implements Closeable {
         int preferredBlockSize = 4096;
         int maximumPayload = 32 << 20;
         Duration closeTimeout = Duration.ofSeconds(30);
+        int maxConnections = 256;
 
         /** Every export read-only. */
         public Options readOnly(boolean v) { readOnly = v; return this; }
@@ -85,6 +86,8 @@ public final class NbdServer implements Closeable {
             this.maximumPayload = maximumPayload;
             return this;
         }
+        /** Connections served at once on the listeners; more are closed right after accept. */
+        public Options maxConnections(int n) { maxConnections = positive(n, "maxConnections"); return this; }
         /** How long {@link NbdServer#close()} waits for connections to finish before cutting them. */
         public Options closeTimeout(Duration d) { closeTimeout = Objects.requireNonNull(d); return this; }
 
@@ -246,6 +249,12 @@ public final class NbdServer implements Closeable {
             if (closing) {
                 closeQuietly(ch);
                 break;
+            }
+            // Each connection costs two threads; past the limit a client is turned away.
+            if (openConnections.get() >= options.maxConnections) {
+                log.warn("refusing a connection on {}: {} already open", where, options.maxConnections);
+                closeQuietly(ch);
+                continue;
             }
             NbdConnection c = newConnection(ch, where);
             Thread t = new Thread(c, "nbd-conn-" + c.id);

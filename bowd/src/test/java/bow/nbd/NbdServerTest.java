@@ -500,6 +500,41 @@ class NbdServerTest {
     }
 
     @Test
+    void connectionsBeyondTheLimitAreTurnedAway() throws Exception {
+        start(new NbdServer.Options().maxConnections(1));
+        try (NbdTestClient first = NbdTestClient.open(sock, "", false);
+             NbdTestClient second = NbdTestClient.connect(sock)) {
+            assertTrue(second.serverClosed());
+            assertEquals(0, first.call(0, CMD_FLUSH, 0, 0, null).error());
+        }
+    }
+
+    @Test
+    void serveRunsOneConnectedChannel() throws Exception {
+        MemoryBlockDevice dev = new MemoryBlockDevice(65536);
+        server = new NbdServer(dev, new NbdServer.Options());
+        Path p = dir.resolve("plain.sock");
+        try (java.nio.channels.ServerSocketChannel ssc =
+                     java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            ssc.bind(java.net.UnixDomainSocketAddress.of(p));
+            try (NbdTestClient c = NbdTestClient.connect(p)) {
+                java.nio.channels.SocketChannel accepted = ssc.accept();
+                Thread t = new Thread(() -> server.serve(accepted));
+                t.start();
+                c.greet(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+                c.go("");
+                assertEquals(65536, c.exportSize);
+                assertEquals(1, server.openConnections());
+                assertEquals(0, c.call(0, CMD_WRITE, 512, 3, new byte[] {1, 2, 3}).error());
+                c.request(0, CMD_DISC, 9, 0, 0, null);
+                t.join(); // serve returns when its connection ends
+                assertEquals(0, server.openConnections());
+                assertArrayEquals(new byte[] {1, 2, 3}, Arrays.copyOfRange(dev.snapshot(), 512, 515));
+            }
+        }
+    }
+
+    @Test
     void tcpOnLoopbackOnly() throws Exception {
         start(new NbdServer.Options());
         assertThrows(IllegalArgumentException.class,
