@@ -500,6 +500,22 @@ class NbdServerTest {
     }
 
     @Test
+    void aClientThatNeverReadsRepliesIsHeldBackAndCutAtClose() throws Exception {
+        start(new NbdServer.Options().closeTimeout(java.time.Duration.ofMillis(300)));
+        try (NbdTestClient good = NbdTestClient.open(sock, "", false);
+             NbdTestClient greedy = NbdTestClient.open(sock, "", false)) {
+            for (int i = 0; i < 200; i++) greedy.request(0, CMD_READ, i, 0, 1 << 20, null);
+            // The server stops reading the greedy client's requests once its in-flight budget is used.
+            byte[] d = pattern(4096, 15);
+            assertEquals(0, good.call(0, CMD_WRITE, 0, 4096, d).error());
+            assertArrayEquals(d, NbdTestClient.readData(good.call(0, CMD_READ, 0, 4096, null)));
+            assertTrue(server.bytesRead() <= 64L << 20, "read " + server.bytesRead() + " bytes for a client that reads nothing");
+            server.close(); // must not wait forever on the stuck connection
+            assertEquals(0, server.openConnections());
+        }
+    }
+
+    @Test
     void connectionsBeyondTheLimitAreTurnedAway() throws Exception {
         start(new NbdServer.Options().maxConnections(1));
         try (NbdTestClient first = NbdTestClient.open(sock, "", false);
