@@ -78,6 +78,10 @@ class NbdRealClientsTest {
         assertEquals("true", field(ro, "is_read_only"));
         assertEquals("false", field(ro, "can_trim"));
 
+        var tcp = server.listenTcp(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0));
+        String overTcp = run(List.of("nbdinfo", "--json", "nbd://127.0.0.1:" + tcp.getPort() + "/")).checkOk();
+        assertEquals("67108864", field(overTcp, "export-size"));
+
         String list = run(List.of("nbdinfo", "--list", "--json", uri(""))).checkOk();
         assertTrue(list.contains("\"export-name\": \"ro\""), list);
         assertTrue(list.contains("\"export-name\": \"\""), list);
@@ -182,7 +186,58 @@ class NbdRealClientsTest {
         assertTrue(server.bytesRead() >= SIZE, "fio read it back to verify");
     }
 
+    @Test
+    void nbdfuseAndLosetupCarryAnExt4Filesystem() throws Exception {
+        requireTools("nbdfuse", "fusermount3", "losetup", "mkfs.ext4", "e2fsck");
+        requireRootAndFuse();
+        MemoryBlockDevice dev = new MemoryBlockDevice(SIZE);
+        serve(Map.of("", dev), new NbdServer.Options());
+        Path mnt = Files.createDirectories(dir.resolve("mnt"));
+        Path disk = mnt.resolve("disk");
+        Path fuseErr = dir.resolve("nbdfuse.err");
+        Process fuse = new ProcessBuilder("nbdfuse", disk.toString(), "--unix", sock.toString())
+                .redirectErrorStream(true).redirectOutput(fuseErr.toFile()).start();
+        try {
+            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20); // hang guard
+            while (!(Files.exists(disk) && Files.size(disk) == SIZE)) {
+                if (!fuse.isAlive()) fail("nbdfuse exited: " + Files.readString(fuseErr));
+                if (System.nanoTime() > end) fail("nbdfuse did not expose " + disk);
+                Thread.sleep(20);
+            }
+            byte[] data = new byte[1 << 20];
+            new SplittableRandom(5).nextBytes(data);
+            try (var ch = java.nio.channels.FileChannel.open(disk, java.nio.file.StandardOpenOption.WRITE)) {
+                ch.write(java.nio.ByteBuffer.wrap(data), 8 << 20);
+                ch.force(false);
+            }
+            assertArrayEquals(data, Arrays.copyOfRange(dev.snapshot(), 8 << 20, 9 << 20));
+
+            String loop = run(List.of("losetup", "-f", "--show", disk.toString())).checkOk().trim();
+            try {
+                run(List.of("mkfs.ext4", "-q", "-F", loop)).checkOk();
+                run(List.of("e2fsck", "-fn", loop)).checkOk();
+            } finally {
+                run(List.of("losetup", "-d", loop));
+            }
+            byte[] img = dev.snapshot();
+            assertEquals(0x53, img[1024 + 56] & 0xff, "ext4 superblock magic reached the export");
+            assertEquals(0xef, img[1024 + 57] & 0xff);
+        } finally {
+            run(List.of("fusermount3", "-u", mnt.toString()));
+            if (!fuse.waitFor(10, TimeUnit.SECONDS)) fuse.destroyForcibly();
+        }
+    }
+
     // ---------------------------------------------------------------- helpers
+
+    private static void requireRootAndFuse() throws IOException {
+        boolean root = "0".equals(new String(new ProcessBuilder("id", "-u").start().getInputStream().readAllBytes()).trim());
+        boolean fuse = Files.exists(Path.of("/dev/fuse"));
+        if (root && fuse) return;
+        String msg = (root ? "" : "root ") + (fuse ? "" : "/dev/fuse ") + "needed for nbdfuse + losetup";
+        if ("true".equals(System.getenv("CI"))) fail(msg);
+        Assumptions.assumeTrue(false, msg);
+    }
 
     private static void requireTools(String... tools) {
         for (String t : tools) {
