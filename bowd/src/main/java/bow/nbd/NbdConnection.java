@@ -1,0 +1,605 @@
+package bow.nbd;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DeviceException;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.EOFException;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.SocketChannel;
+import java.nio.charset.StandardCharsets;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.Semaphore;
+import java.util.concurrent.TimeUnit;
+
+import static bow.nbd.NbdProtocol.*;
+
+/**
+ * One client connection: the handshake, then the transmission phase. The
+ * connection's own thread reads options and requests; device work runs on the
+ * server's worker pool; a writer thread sends replies one whole message at a
+ * time, so replies of concurrent requests never interleave on the wire.
+ */
+final class NbdConnection implements Runnable {
+    private static final Logger log = LoggerFactory.getLogger(NbdConnection.class);
+    /** Option data beyond this is drained and refused; no option we know needs more. */
+    private static final int MAX_OPTION_LENGTH = 1 << 20;
+    /** Context id handed out for base:allocation by NBD_OPT_SET_META_CONTEXT. */
+    private static final int BASE_ALLOCATION_ID = 1;
+    private static final int KNOWN_COMMAND_FLAGS = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
+    private static final int MAX_ERROR_MESSAGE = 1024;
+
+    final long id;
+    private final NbdServer server;
+    private final SocketChannel ch;
+    private final String where;
+    private final CountDownLatch ended = new CountDownLatch(1);
+    private final ByteBuffer small = ByteBuffer.allocate(8);
+
+    // Negotiated in the handshake.
+    private boolean noZeroes;
+    private boolean structured;
+    /** Export named by the last SET_META_CONTEXT that selected base:allocation, or null. */
+    private String metaExport;
+    private NbdServer.Export export;
+    private boolean blockStatus;
+
+    // Transmission phase.
+    private Semaphore slots;
+    private Semaphore bytes;
+    private final LinkedBlockingQueue<Reply> replies = new LinkedBlockingQueue<>();
+    private volatile boolean broken;
+
+    /** One reply message, plus the payload bytes it held against the in-flight budget. */
+    private record Reply(ByteBuffer[] buffers, int bytesHeld) {}
+
+    private static final Reply END = new Reply(new ByteBuffer[0], 0);
+
+    /** A request that passed validation, on its way to a worker. */
+    private record Request(int type, int flags, long cookie, long offset, long length, ByteBuffer payload, int bytesHeld) {}
+
+    /** The client broke the protocol in a way that leaves no choice but closing. */
+    private static final class ProtocolViolation extends IOException {
+        ProtocolViolation(String m) { super(m); }
+    }
+
+    NbdConnection(NbdServer server, SocketChannel ch, long id, String where) {
+        this.server = server;
+        this.ch = ch;
+        this.id = id;
+        this.where = where;
+    }
+
+    @Override
+    public void run() {
+        log.debug("connection {} opened on {}", id, where);
+        try {
+            if (handshake()) {
+                transmission();
+            }
+        } catch (ProtocolViolation e) {
+            log.warn("connection {}: {}; closing it", id, e.getMessage());
+        } catch (EOFException e) {
+            log.debug("connection {}: client went away mid-message", id);
+        } catch (IOException e) {
+            if (!server.isClosing()) log.info("connection {}: {}", id, e.toString());
+        } catch (RuntimeException | Error e) {
+            log.error("connection {} failed", id, e);
+        } finally {
+            NbdServer.closeQuietly(ch);
+            server.connectionEnded(this);
+            ended.countDown();
+            log.debug("connection {} closed", id);
+        }
+    }
+
+    /** Stops taking requests; what is in flight still completes. */
+    void stopReading() {
+        try {
+            ch.shutdownInput();
+        } catch (IOException e) {
+            // already closed
+        }
+    }
+
+    /** Cuts the connection at once. */
+    void abort() { NbdServer.closeQuietly(ch); }
+
+    boolean awaitEnd(long nanos) {
+        try {
+            return ended.await(nanos, TimeUnit.NANOSECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            return false;
+        }
+    }
+
+    // ---------------------------------------------------------------- handshake
+
+    /** Runs option haggling; true when an export was chosen and transmission starts. */
+    private boolean handshake() throws IOException {
+        ByteBuffer hello = ByteBuffer.allocate(18);
+        hello.putLong(NBDMAGIC).putLong(IHAVEOPT).putShort((short) (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)).flip();
+        writeFully(hello);
+        int clientFlags = readInt();
+        if ((clientFlags & ~(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES)) != 0) {
+            throw new ProtocolViolation(String.format("unknown client flags 0x%x", clientFlags));
+        }
+        noZeroes = (clientFlags & FLAG_C_NO_ZEROES) != 0;
+        // A client without C_FIXED_NEWSTYLE still gets fixed-newstyle replies (the spec allows it).
+        while (true) {
+            long magic = readLong();
+            if (magic != IHAVEOPT) {
+                throw new ProtocolViolation(String.format("bad option magic 0x%016x", magic));
+            }
+            int opt = readInt();
+            long len = readInt() & 0xffffffffL;
+            if (len > MAX_OPTION_LENGTH) {
+                if (opt == OPT_EXPORT_NAME) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME with " + len + " bytes");
+                drain(len);
+                optionError(opt, REP_ERR_TOO_BIG, "option data of " + len + " bytes is too long");
+                continue;
+            }
+            byte[] data = new byte[(int) len];
+            readFully(ByteBuffer.wrap(data));
+            if (server.isClosing() && opt != OPT_ABORT) {
+                if (opt == OPT_EXPORT_NAME) throw new ProtocolViolation("server is shutting down");
+                optionError(opt, REP_ERR_SHUTDOWN, "server is shutting down");
+                continue;
+            }
+            switch (opt) {
+                case OPT_EXPORT_NAME -> {
+                    String name = new String(data, StandardCharsets.UTF_8);
+                    NbdServer.Export e = server.export(name);
+                    if (e == null) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME for unknown export '" + name + "'");
+                    select(e);
+                    ByteBuffer r = ByteBuffer.allocate(noZeroes ? 10 : 134);
+                    r.putLong(e.device().size()).putShort((short) transmissionFlags(e));
+                    r.position(r.limit()).flip();
+                    writeFully(r);
+                    return true;
+                }
+                case OPT_ABORT -> {
+                    try {
+                        optionReply(opt, REP_ACK, new byte[0]);
+                    } catch (IOException e) {
+                        // the client may hang up without waiting for the ACK
+                    }
+                    log.debug("connection {}: client aborted the handshake", id);
+                    return false;
+                }
+                case OPT_LIST -> {
+                    if (len != 0) {
+                        optionError(opt, REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+                        continue;
+                    }
+                    for (String name : server.exportNames()) {
+                        byte[] n = name.getBytes(StandardCharsets.UTF_8);
+                        optionReply(opt, REP_SERVER, ByteBuffer.allocate(4 + n.length).putInt(n.length).put(n).array());
+                    }
+                    optionReply(opt, REP_ACK, new byte[0]);
+                }
+                case OPT_INFO, OPT_GO -> {
+                    if (infoOrGo(opt, ByteBuffer.wrap(data))) return true;
+                }
+                case OPT_STRUCTURED_REPLY -> {
+                    if (len != 0) {
+                        optionError(opt, REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+                        continue;
+                    }
+                    structured = true;
+                    optionReply(opt, REP_ACK, new byte[0]);
+                }
+                case OPT_LIST_META_CONTEXT, OPT_SET_META_CONTEXT -> metaContext(opt, ByteBuffer.wrap(data));
+                default -> optionError(opt, REP_ERR_UNSUP, "option " + opt + " is not supported");
+            }
+        }
+    }
+
+    private boolean infoOrGo(int opt, ByteBuffer d) throws IOException {
+        String name = readString(d, 2);
+        if (name == null || d.remaining() < 2) {
+            optionError(opt, REP_ERR_INVALID, "malformed export name");
+            return false;
+        }
+        int n = d.getShort() & 0xffff;
+        if (d.remaining() != 2 * n) {
+            optionError(opt, REP_ERR_INVALID, "information request count does not match the option length");
+            return false;
+        }
+        Set<Integer> wanted = new HashSet<>();
+        for (int i = 0; i < n; i++) wanted.add(d.getShort() & 0xffff);
+        NbdServer.Export e = server.export(name);
+        if (e == null) {
+            optionError(opt, REP_ERR_UNKNOWN, "no export named '" + name + "'");
+            return false;
+        }
+        ByteBuffer info = ByteBuffer.allocate(12);
+        info.putShort((short) INFO_EXPORT).putLong(e.device().size()).putShort((short) transmissionFlags(e));
+        optionReply(opt, REP_INFO, info.array());
+        if (wanted.contains(INFO_NAME)) {
+            byte[] nb = e.name().getBytes(StandardCharsets.UTF_8);
+            optionReply(opt, REP_INFO, ByteBuffer.allocate(2 + nb.length).putShort((short) INFO_NAME).put(nb).array());
+        }
+        if (wanted.contains(INFO_DESCRIPTION) && e.description() != null) {
+            byte[] db = truncate(e.description().getBytes(StandardCharsets.UTF_8), MAX_STRING);
+            optionReply(opt, REP_INFO, ByteBuffer.allocate(2 + db.length).putShort((short) INFO_DESCRIPTION).put(db).array());
+        }
+        // Sent whether asked or not (the spec allows it); we do not reject unaligned requests.
+        NbdServer.Options o = server.options;
+        optionReply(opt, REP_INFO, ByteBuffer.allocate(14).putShort((short) INFO_BLOCK_SIZE)
+                .putInt(o.minimumBlockSize).putInt(o.preferredBlockSize).putInt(o.maximumPayload).array());
+        optionReply(opt, REP_ACK, new byte[0]);
+        if (opt == OPT_GO) {
+            select(e);
+            return true;
+        }
+        return false;
+    }
+
+    private void metaContext(int opt, ByteBuffer d) throws IOException {
+        if (!structured) {
+            optionError(opt, REP_ERR_INVALID, "negotiate NBD_OPT_STRUCTURED_REPLY first");
+            return;
+        }
+        String name = readString(d, 4);
+        if (name == null) {
+            optionError(opt, REP_ERR_INVALID, "malformed export name");
+            return;
+        }
+        long count = d.getInt() & 0xffffffffL;
+        List<String> queries = new java.util.ArrayList<>();
+        for (long i = 0; i < count; i++) {
+            String q = readString(d, 0);
+            if (q == null) {
+                optionError(opt, REP_ERR_INVALID, "malformed query");
+                return;
+            }
+            queries.add(q);
+        }
+        if (d.hasRemaining()) {
+            optionError(opt, REP_ERR_INVALID, "trailing bytes after the queries");
+            return;
+        }
+        if (server.export(name) == null) {
+            optionError(opt, REP_ERR_UNKNOWN, "no export named '" + name + "'");
+            return;
+        }
+        boolean match;
+        if (opt == OPT_LIST_META_CONTEXT) {
+            match = queries.isEmpty() || queries.contains("base:") || queries.contains(BASE_ALLOCATION);
+        } else {
+            match = queries.contains(BASE_ALLOCATION);
+            metaExport = match ? name : null;
+        }
+        if (match) {
+            byte[] cn = BASE_ALLOCATION.getBytes(StandardCharsets.UTF_8);
+            int ctxId = opt == OPT_SET_META_CONTEXT ? BASE_ALLOCATION_ID : 0;
+            optionReply(opt, REP_META_CONTEXT, ByteBuffer.allocate(4 + cn.length).putInt(ctxId).put(cn).array());
+        }
+        optionReply(opt, REP_ACK, new byte[0]);
+    }
+
+    /** A string preceded by its 32-bit length, with at least {@code after} bytes left behind it; null if malformed. */
+    private static String readString(ByteBuffer d, int after) {
+        if (d.remaining() < 4) return null;
+        long n = d.getInt() & 0xffffffffL;
+        if (n > MAX_STRING || n > d.remaining() - after) return null;
+        byte[] b = new byte[(int) n];
+        d.get(b);
+        return new String(b, StandardCharsets.UTF_8);
+    }
+
+    private void select(NbdServer.Export e) {
+        export = e;
+        // Contexts set for another export do not carry over (the spec ties them to the name).
+        blockStatus = structured && e.name().equals(metaExport);
+        log.debug("connection {}: export '{}' ({} bytes{}{})", id, e.name(), e.device().size(),
+                e.readOnly() ? ", read-only" : "", structured ? ", structured replies" : "");
+    }
+
+    private int transmissionFlags(NbdServer.Export e) {
+        // CAN_MULTI_CONN: every connection goes to the same device object, so a
+        // flush on one covers writes acknowledged on all.
+        int f = TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_CACHE | TF_CAN_MULTI_CONN;
+        f |= e.readOnly() ? TF_READ_ONLY : TF_SEND_TRIM | TF_SEND_WRITE_ZEROES;
+        if (structured) f |= TF_SEND_DF; // we always answer a read in one chunk
+        return f;
+    }
+
+    private void optionReply(int opt, int type, byte[] data) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(20 + data.length);
+        b.putLong(OPTION_REPLY_MAGIC).putInt(opt).putInt(type).putInt(data.length).put(data).flip();
+        writeFully(b);
+    }
+
+    private void optionError(int opt, int type, String message) throws IOException {
+        log.debug("connection {}: option {} refused: {}", id, opt, message);
+        optionReply(opt, type, truncate(message.getBytes(StandardCharsets.UTF_8), MAX_STRING));
+    }
+
+    // ------------------------------------------------------------- transmission
+
+    private void transmission() throws IOException {
+        NbdServer.Options o = server.options;
+        slots = new Semaphore(o.maxInFlightRequests);
+        bytes = new Semaphore(o.maxInFlightBytes);
+        Thread writer = new Thread(this::writeReplies, "nbd-conn-" + id + "-writer");
+        writer.setDaemon(true);
+        writer.start();
+        ByteBuffer header = ByteBuffer.allocate(REQUEST_HEADER_SIZE);
+        try {
+            while (true) {
+                header.clear();
+                if (!readHeader(header)) {
+                    log.debug("connection {}: client closed without NBD_CMD_DISC", id);
+                    break;
+                }
+                header.flip();
+                int magic = header.getInt();
+                if (magic != REQUEST_MAGIC) {
+                    throw new ProtocolViolation(String.format("bad request magic 0x%08x", magic));
+                }
+                int flags = header.getShort() & 0xffff;
+                int type = header.getShort() & 0xffff;
+                long cookie = header.getLong();
+                long offset = header.getLong();
+                long length = header.getInt() & 0xffffffffL;
+                if (type == CMD_DISC) {
+                    log.debug("connection {}: client disconnects", id);
+                    break;
+                }
+                slots.acquireUninterruptibly();
+                boolean queued = false;
+                try {
+                    request(type, flags, cookie, offset, length);
+                    queued = true;
+                } finally {
+                    if (!queued) slots.release();
+                }
+            }
+        } finally {
+            // Requests in flight finish and their replies go out before the socket closes.
+            slots.acquireUninterruptibly(o.maxInFlightRequests);
+            replies.add(END);
+            try {
+                writer.join();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
+    /** Validates one request and hands it to a worker, or queues its error reply. Holds one slot. */
+    private void request(int type, int flags, long cookie, long offset, long length) throws IOException {
+        BlockDevice dev = export.device();
+        long size = dev.size();
+        boolean inRange = offset >= 0 && offset <= size && length <= size - offset;
+        int max = server.options.maximumPayload;
+        int err = 0;
+        String why = null;
+        if ((flags & ~KNOWN_COMMAND_FLAGS) != 0) {
+            err = EINVAL;
+            why = String.format("unsupported command flags 0x%x", flags);
+        } else if ((flags & CMD_FLAG_DF) != 0 && !structured) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_DF without structured replies";
+        } else if ((type == CMD_READ || type == CMD_WRITE) && length > max) {
+            err = EOVERFLOW;
+            why = "length " + length + " exceeds the maximum payload of " + max;
+        } else {
+            switch (type) {
+                case CMD_READ, CMD_CACHE -> {
+                    if (!inRange) { err = EINVAL; why = range(offset, length, size); }
+                }
+                case CMD_WRITE, CMD_TRIM, CMD_WRITE_ZEROES -> {
+                    if (export.readOnly()) { err = EPERM; why = "export is read-only"; }
+                    else if (!inRange) { err = ENOSPC; why = range(offset, length, size); }
+                }
+                case CMD_FLUSH -> { }
+                case CMD_BLOCK_STATUS -> {
+                    if (!blockStatus) { err = EINVAL; why = "no metadata context was negotiated"; }
+                    else if (length == 0 || !inRange) { err = EINVAL; why = range(offset, length, size); }
+                }
+                default -> { err = EINVAL; why = "unknown command " + type; }
+            }
+        }
+        if (err != 0) {
+            log.debug("connection {}: {} rejected: {}", id, commandName(type), why);
+            if (type == CMD_WRITE) drain(length); // keep the stream in sync
+            replies.add(new Reply(errorReply(type, cookie, err, why), 0));
+            return;
+        }
+        int held = type == CMD_READ || type == CMD_WRITE ? (int) length : 0;
+        bytes.acquireUninterruptibly(held);
+        ByteBuffer payload = null;
+        try {
+            if (type == CMD_WRITE) {
+                payload = ByteBuffer.allocate(held);
+                readFully(payload);
+                payload.flip();
+            }
+        } catch (IOException | RuntimeException e) {
+            bytes.release(held);
+            throw e;
+        }
+        Request r = new Request(type, flags, cookie, offset, length, payload, held);
+        try {
+            server.workers.execute(() -> execute(r));
+        } catch (RejectedExecutionException e) {
+            replies.add(new Reply(errorReply(type, cookie, ESHUTDOWN, "server is shutting down"), held));
+        }
+    }
+
+    private static String range(long offset, long length, long size) {
+        return "range [" + Long.toUnsignedString(offset) + ", +" + length + ") is outside the export of " + size + " bytes";
+    }
+
+    /** Runs on a worker: the device call, then the reply goes to the writer. */
+    private void execute(Request r) {
+        ByteBuffer[] reply;
+        try {
+            reply = perform(r);
+        } catch (DeviceException e) {
+            log.debug("connection {}: {} at {} failed: {}", id, commandName(r.type()), r.offset(), e.getMessage());
+            reply = errorReply(r.type(), r.cookie(), wireError(e.errno()), e.getMessage());
+        } catch (Exception | Error e) {
+            log.warn("connection {}: {} at {} (+{}) failed", id, commandName(r.type()), r.offset(), r.length(), e);
+            reply = errorReply(r.type(), r.cookie(), EIO, String.valueOf(e));
+        }
+        replies.add(new Reply(reply, r.bytesHeld()));
+    }
+
+    private ByteBuffer[] perform(Request r) throws IOException {
+        BlockDevice dev = export.device();
+        boolean fua = (r.flags() & CMD_FLAG_FUA) != 0;
+        switch (r.type()) {
+            case CMD_READ -> {
+                ByteBuffer data = ByteBuffer.allocate((int) r.length());
+                dev.read(r.offset(), data);
+                data.flip();
+                server.bytesRead.add(r.length());
+                return readReply(r.cookie(), r.offset(), data);
+            }
+            case CMD_WRITE -> {
+                dev.write(r.offset(), r.payload());
+                server.bytesWritten.add(r.length());
+                if (fua) dev.flush();
+            }
+            case CMD_FLUSH -> dev.flush();
+            case CMD_TRIM -> {
+                if (r.length() > 0) dev.discard(r.offset(), r.length());
+                if (fua) dev.flush();
+            }
+            case CMD_WRITE_ZEROES -> {
+                // NO_HOLE needs nothing extra: the range reads as zeros either way.
+                if (r.length() > 0) dev.writeZeroes(r.offset(), r.length());
+                if (fua) dev.flush();
+            }
+            case CMD_CACHE -> { } // nothing to prefetch: devices keep their own caches
+            case CMD_BLOCK_STATUS -> {
+                // One extent: everything is reported as allocated data.
+                ByteBuffer b = ByteBuffer.allocate(20 + 12);
+                b.putInt(STRUCTURED_REPLY_MAGIC).putShort((short) REPLY_FLAG_DONE).putShort((short) REPLY_TYPE_BLOCK_STATUS)
+                        .putLong(r.cookie()).putInt(12)
+                        .putInt(BASE_ALLOCATION_ID).putInt((int) r.length()).putInt(0).flip();
+                return new ByteBuffer[] {b};
+            }
+            default -> throw new IllegalStateException("unvalidated command " + r.type());
+        }
+        return new ByteBuffer[] {simpleReply(r.cookie(), 0)};
+    }
+
+    private ByteBuffer[] readReply(long cookie, long offset, ByteBuffer data) {
+        if (!structured) return new ByteBuffer[] {simpleReply(cookie, 0), data};
+        ByteBuffer h = ByteBuffer.allocate(28);
+        if (data.remaining() == 0) {
+            h.putInt(STRUCTURED_REPLY_MAGIC).putShort((short) REPLY_FLAG_DONE).putShort((short) REPLY_TYPE_NONE)
+                    .putLong(cookie).putInt(0).flip();
+            return new ByteBuffer[] {h};
+        }
+        h.putInt(STRUCTURED_REPLY_MAGIC).putShort((short) REPLY_FLAG_DONE).putShort((short) REPLY_TYPE_OFFSET_DATA)
+                .putLong(cookie).putInt(8 + data.remaining()).putLong(offset).flip();
+        return new ByteBuffer[] {h, data};
+    }
+
+    private static ByteBuffer simpleReply(long cookie, int error) {
+        ByteBuffer b = ByteBuffer.allocate(16);
+        b.putInt(SIMPLE_REPLY_MAGIC).putInt(error).putLong(cookie).flip();
+        return b;
+    }
+
+    /** An error as a structured chunk with a message when negotiated, else a simple reply. */
+    private ByteBuffer[] errorReply(int type, long cookie, int error, String message) {
+        if (!structured) return new ByteBuffer[] {simpleReply(cookie, error)};
+        byte[] m = truncate(String.valueOf(message).getBytes(StandardCharsets.UTF_8), MAX_ERROR_MESSAGE);
+        ByteBuffer b = ByteBuffer.allocate(20 + 6 + m.length);
+        b.putInt(STRUCTURED_REPLY_MAGIC).putShort((short) REPLY_FLAG_DONE).putShort((short) REPLY_TYPE_ERROR)
+                .putLong(cookie).putInt(6 + m.length).putInt(error).putShort((short) m.length).put(m).flip();
+        return new ByteBuffer[] {b};
+    }
+
+    /** The writer thread: one whole reply at a time, then its slot and bytes go back. */
+    private void writeReplies() {
+        while (true) {
+            Reply r;
+            try {
+                r = replies.take();
+            } catch (InterruptedException e) {
+                continue; // only END stops the writer, so that every slot comes back
+            }
+            if (r == END) return;
+            try {
+                if (!broken) writeFully(r.buffers());
+            } catch (IOException e) {
+                if (!broken) {
+                    broken = true;
+                    log.debug("connection {}: cannot send replies: {}", id, e.toString());
+                    stopReading();
+                }
+            } finally {
+                bytes.release(r.bytesHeld());
+                slots.release();
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- raw I/O
+
+    private void writeFully(ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) ch.write(b);
+    }
+
+    private void writeFully(ByteBuffer[] bs) throws IOException {
+        for (ByteBuffer b : bs) writeFully(b);
+    }
+
+    private void readFully(ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            if (ch.read(b) < 0) throw new EOFException();
+        }
+    }
+
+    /** Reads a request header; false on a clean end of stream before its first byte. */
+    private boolean readHeader(ByteBuffer b) throws IOException {
+        while (b.hasRemaining()) {
+            if (ch.read(b) < 0) {
+                if (b.position() == 0) return false;
+                throw new EOFException();
+            }
+        }
+        return true;
+    }
+
+    private int readInt() throws IOException {
+        small.clear().limit(4);
+        readFully(small);
+        return small.getInt(0);
+    }
+
+    private long readLong() throws IOException {
+        small.clear();
+        readFully(small);
+        return small.getLong(0);
+    }
+
+    private void drain(long n) throws IOException {
+        ByteBuffer scratch = ByteBuffer.allocate((int) Math.min(n, 64 << 10));
+        while (n > 0) {
+            scratch.clear().limit((int) Math.min(n, scratch.capacity()));
+            readFully(scratch);
+            n -= scratch.limit();
+        }
+    }
+
+    private static byte[] truncate(byte[] b, int max) {
+        return b.length <= max ? b : java.util.Arrays.copyOf(b, max);
+    }
+}

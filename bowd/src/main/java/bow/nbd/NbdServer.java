@@ -1,0 +1,356 @@
+package bow.nbd;
+
+import bow.blockdev.BlockDevice;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.net.InetSocketAddress;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.ClosedChannelException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Set;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.LongAdder;
+
+/**
+ * An NBD server (fixed newstyle handshake) that serves {@link BlockDevice}s by
+ * export name; the name "" is the default export.
+ *
+ * <p>Listens on Unix sockets and loopback TCP addresses, or serves one already
+ * connected channel (socket activation, {@code System.inheritedChannel()}).
+ * Each connection has a reader thread (handshake, requests) and a writer thread
+ * (replies); device requests run on a small pool shared by all connections, so
+ * requests on one connection run concurrently and may complete out of order.
+ * The server never closes the devices: their owner does, after {@link #close()}.
+ */
+public final class NbdServer implements Closeable {
+    private static final Logger log = LoggerFactory.getLogger(NbdServer.class);
+
+    /** Settings of a server; the defaults suit a local daemon. */
+    public static final class Options {
+        boolean readOnly;
+        final Set<String> readOnlyExports = new HashSet<>();
+        final Map<String, String> descriptions = new HashMap<>();
+        int workers = Math.max(4, 2 * Runtime.getRuntime().availableProcessors());
+        int maxInFlightRequests = 16;
+        int maxInFlightBytes = 64 << 20;
+        int minimumBlockSize = 512;
+        int preferredBlockSize = 4096;
+        int maximumPayload = 32 << 20;
+        Duration closeTimeout = Duration.ofSeconds(30);
+        int maxConnections = 256;
+
+        /** Every export read-only. */
+        public Options readOnly(boolean v) { readOnly = v; return this; }
+        /** One export read-only. */
+        public Options readOnlyExport(String name) { readOnlyExports.add(Objects.requireNonNull(name)); return this; }
+        /** Text sent as NBD_INFO_DESCRIPTION for an export. */
+        public Options description(String export, String text) { descriptions.put(export, text); return this; }
+        /** Threads that run device requests, shared by all connections. */
+        public Options workers(int n) { workers = positive(n, "workers"); return this; }
+        /** Requests one connection may have in flight before the server stops reading from it. */
+        public Options maxInFlightRequests(int n) { maxInFlightRequests = positive(n, "maxInFlightRequests"); return this; }
+        /** Read/write payload bytes one connection may hold in flight; at least the maximum payload. */
+        public Options maxInFlightBytes(int n) { maxInFlightBytes = positive(n, "maxInFlightBytes"); return this; }
+        /** Block sizes advertised in NBD_INFO_BLOCK_SIZE; the maximum is also the largest read/write accepted. */
+        public Options blockSizes(int minimum, int preferred, int maximumPayload) {
+            if (Integer.bitCount(minimum) != 1 || minimum > 65536 || Integer.bitCount(preferred) != 1
+                    || preferred < minimum || maximumPayload < preferred || maximumPayload % minimum != 0) {
+                throw new IllegalArgumentException("bad block sizes: min " + minimum + ", preferred " + preferred
+                        + ", max " + maximumPayload + " (powers of two, min <= 64 KiB, min <= preferred <= max)");
+            }
+            this.minimumBlockSize = minimum;
+            this.preferredBlockSize = preferred;
+            this.maximumPayload = maximumPayload;
+            return this;
+        }
+        /** Connections served at once on the listeners; more are closed right after accept. */
+        public Options maxConnections(int n) { maxConnections = positive(n, "maxConnections"); return this; }
+        /** How long {@link NbdServer#close()} waits for connections to finish before cutting them. */
+        public Options closeTimeout(Duration d) { closeTimeout = Objects.requireNonNull(d); return this; }
+
+        private static int positive(int n, String what) {
+            if (n <= 0) throw new IllegalArgumentException(what + " must be positive, got " + n);
+            return n;
+        }
+    }
+
+    /** One served device with what the handshake tells about it. */
+    record Export(String name, BlockDevice device, boolean readOnly, String description) {}
+
+    private final Map<String, Export> exports;
+    final Options options;
+    final ExecutorService workers;
+    private final List<ServerSocketChannel> listeners = Collections.synchronizedList(new ArrayList<>());
+    private final List<Path> socketFiles = Collections.synchronizedList(new ArrayList<>());
+    private final List<Thread> acceptThreads = Collections.synchronizedList(new ArrayList<>());
+    private final Set<NbdConnection> connections = ConcurrentHashMap.newKeySet();
+    private final AtomicInteger openConnections = new AtomicInteger();
+    private final AtomicLong connectionIds = new AtomicLong();
+    final LongAdder bytesRead = new LongAdder();
+    final LongAdder bytesWritten = new LongAdder();
+    private volatile boolean closing;
+
+    public NbdServer(Map<String, BlockDevice> devices, Options options) {
+        if (devices.isEmpty()) throw new IllegalArgumentException("no exports to serve");
+        this.options = Objects.requireNonNull(options);
+        if (options.maxInFlightBytes < options.maximumPayload) {
+            throw new IllegalArgumentException("maxInFlightBytes " + options.maxInFlightBytes
+                    + " is below the maximum payload " + options.maximumPayload);
+        }
+        Map<String, Export> m = new TreeMap<>();
+        for (Map.Entry<String, BlockDevice> e : devices.entrySet()) {
+            String name = Objects.requireNonNull(e.getKey(), "export name");
+            if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING) {
+                throw new IllegalArgumentException("export name longer than 4096 bytes");
+            }
+            boolean ro = options.readOnly || options.readOnlyExports.contains(name);
+            m.put(name, new Export(name, Objects.requireNonNull(e.getValue(), "device of " + name), ro,
+                    options.descriptions.get(name)));
+        }
+        this.exports = Collections.unmodifiableMap(m);
+        AtomicInteger n = new AtomicInteger();
+        // Bounded per connection by the in-flight limit, so the queue itself need not be.
+        this.workers = new ThreadPoolExecutor(options.workers, options.workers, 60, TimeUnit.SECONDS,
+                new LinkedBlockingQueue<>(), r -> {
+                    Thread t = new Thread(r, "nbd-worker-" + n.incrementAndGet());
+                    t.setDaemon(true);
+                    return t;
+                });
+    }
+
+    /** A server for one device as the default export. */
+    public NbdServer(BlockDevice device, Options options) {
+        this(Map.of("", device), options);
+    }
+
+    Export export(String name) { return exports.get(name); }
+
+    /** Export names in a stable order. */
+    List<String> exportNames() { return new ArrayList<>(exports.keySet()); }
+
+    boolean isClosing() { return closing; }
+
+    /**
+     * Listens on a Unix socket at {@code path}. A stale socket file there is
+     * replaced; any other existing file is an error.
+     */
+    public void listenUnix(Path path) throws IOException {
+        checkOpen();
+        if (Files.exists(path, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+            if (Files.isRegularFile(path) || Files.isDirectory(path)) {
+                throw new IOException(path + " exists and is not a socket");
+            }
+            Files.delete(path);
+        }
+        ServerSocketChannel ssc = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
+        try {
+            ssc.bind(UnixDomainSocketAddress.of(path));
+        } catch (IOException e) {
+            ssc.close();
+            throw new IOException("cannot listen on " + path + ": " + e.getMessage(), e);
+        }
+        socketFiles.add(path);
+        startAccepting(ssc, "unix:" + path);
+    }
+
+    /**
+     * Listens on a loopback TCP address (port 0 picks a free port) and returns
+     * the bound address. NBD has no authentication here, so other addresses are refused.
+     */
+    public InetSocketAddress listenTcp(InetSocketAddress address) throws IOException {
+        checkOpen();
+        if (address.getAddress() == null || !address.getAddress().isLoopbackAddress()) {
+            throw new IllegalArgumentException("NBD over TCP is only offered on loopback, not " + address);
+        }
+        ServerSocketChannel ssc = ServerSocketChannel.open(address.getAddress() instanceof java.net.Inet6Address
+                ? StandardProtocolFamily.INET6 : StandardProtocolFamily.INET);
+        try {
+            ssc.bind(address);
+        } catch (IOException e) {
+            ssc.close();
+            throw new IOException("cannot listen on " + address + ": " + e.getMessage(), e);
+        }
+        InetSocketAddress bound = (InetSocketAddress) ssc.getLocalAddress();
+        startAccepting(ssc, "tcp:" + bound);
+        return bound;
+    }
+
+    /**
+     * Accepts connections on a listening channel made elsewhere (socket
+     * activation: {@link SocketActivation#listener()}). Closed by {@link #close()}.
+     */
+    public void listen(ServerSocketChannel listener) {
+        checkOpen();
+        String where;
+        try {
+            where = "inherited:" + listener.getLocalAddress();
+        } catch (IOException e) {
+            where = "inherited";
+        }
+        startAccepting(listener, where);
+    }
+
+    /**
+     * Serves one already connected channel (e.g. {@code System.inheritedChannel()})
+     * on the calling thread; returns when that connection ends.
+     */
+    public void serve(SocketChannel channel) {
+        if (closing) {
+            closeQuietly(channel);
+            throw new IllegalStateException("server is closed");
+        }
+        newConnection(channel, "channel").run();
+    }
+
+    private void startAccepting(ServerSocketChannel ssc, String where) {
+        listeners.add(ssc);
+        Thread t = new Thread(() -> acceptLoop(ssc, where), "nbd-accept-" + where);
+        t.setDaemon(true);
+        acceptThreads.add(t);
+        t.start();
+        log.info("NBD server listening on {} ({} export(s))", where, exports.size());
+    }
+
+    private void acceptLoop(ServerSocketChannel ssc, String where) {
+        while (!closing) {
+            SocketChannel ch;
+            try {
+                ch = ssc.accept();
+            } catch (ClosedChannelException e) {
+                break;
+            } catch (IOException e) {
+                if (closing) break;
+                log.warn("accept on {} failed: {}", where, e.toString());
+                continue;
+            }
+            if (closing) {
+                closeQuietly(ch);
+                break;
+            }
+            // Each connection costs two threads; past the limit a client is turned away.
+            if (openConnections.get() >= options.maxConnections) {
+                log.warn("refusing a connection on {}: {} already open", where, options.maxConnections);
+                closeQuietly(ch);
+                continue;
+            }
+            NbdConnection c = newConnection(ch, where);
+            Thread t = new Thread(c, "nbd-conn-" + c.id);
+            t.setDaemon(true);
+            t.start();
+        }
+    }
+
+    private NbdConnection newConnection(SocketChannel ch, String where) {
+        NbdConnection c = new NbdConnection(this, ch, connectionIds.incrementAndGet(), where);
+        connections.add(c);
+        openConnections.incrementAndGet();
+        return c;
+    }
+
+    void connectionEnded(NbdConnection c) {
+        if (connections.remove(c)) openConnections.decrementAndGet();
+    }
+
+    /** Connections currently open (handshake or transmission). */
+    public int openConnections() { return openConnections.get(); }
+
+    /** Bytes returned to clients by reads since start. */
+    public long bytesRead() { return bytesRead.sum(); }
+
+    /** Bytes written by clients since start. */
+    public long bytesWritten() { return bytesWritten.sum(); }
+
+    private void checkOpen() {
+        if (closing) throw new IllegalStateException("server is closed");
+    }
+
+    /**
+     * Stops accepting, stops reading new requests, lets requests in flight finish
+     * and their replies go out, then flushes every device. Connections still busy
+     * after the close timeout are cut.
+     */
+    @Override
+    public void close() {
+        if (closing) return;
+        closing = true;
+        synchronized (listeners) {
+            for (ServerSocketChannel ssc : listeners) closeQuietly(ssc);
+        }
+        synchronized (socketFiles) {
+            for (Path p : socketFiles) {
+                try {
+                    Files.deleteIfExists(p);
+                } catch (IOException e) {
+                    log.warn("cannot remove socket {}: {}", p, e.toString());
+                }
+            }
+        }
+        for (NbdConnection c : connections) c.stopReading();
+        long deadline = System.nanoTime() + options.closeTimeout.toNanos();
+        for (NbdConnection c : connections) {
+            long left = deadline - System.nanoTime();
+            if (!c.awaitEnd(Math.max(0, left))) {
+                log.warn("connection {} still busy after {}; cutting it", c.id, options.closeTimeout);
+                c.abort();
+            }
+        }
+        for (NbdConnection c : connections) c.awaitEnd(TimeUnit.SECONDS.toNanos(5));
+        workers.shutdown();
+        try {
+            if (!workers.awaitTermination(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {
+                log.warn("device requests still running after close timeout");
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        // Writes acknowledged without a flush become durable now.
+        Set<BlockDevice> flushed = Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+        for (Export e : exports.values()) {
+            if (e.readOnly() || !flushed.add(e.device())) continue;
+            try {
+                e.device().flush();
+            } catch (IOException | RuntimeException ex) {
+                log.error("flush of export '{}' at close failed: {}", e.name(), ex.toString());
+            }
+        }
+        log.info("NBD server closed");
+    }
+
+    static void closeQuietly(java.nio.channels.Channel c) {
+        try {
+            c.close();
+        } catch (IOException ignored) {
+            // closing anyway
+        }
+    }
+
+    /** Exports with their read-only flag, for status output. */
+    public Map<String, Boolean> exportsReadOnly() {
+        Map<String, Boolean> m = new LinkedHashMap<>();
+        exports.forEach((k, v) -> m.put(k, v.readOnly()));
+        return m;
+    }
+}

@@ -1,0 +1,580 @@
+package bow.nbd;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DeviceException;
+import bow.blockdev.Errno;
+import bow.blockdev.MemoryBlockDevice;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+import static bow.nbd.NbdProtocol.*;
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Protocol tests against a hand-written client over a Unix socket. */
+class NbdServerTest {
+    private static final int SIZE = 8 << 20;
+
+    @TempDir Path dir;
+    private NbdServer server;
+    private Path sock;
+
+    @AfterEach
+    void tearDown() {
+        if (server != null) server.close();
+    }
+
+    private MemoryBlockDevice start(NbdServer.Options opts) throws IOException {
+        MemoryBlockDevice dev = new MemoryBlockDevice(SIZE);
+        start(Map.of("", dev), opts);
+        return dev;
+    }
+
+    private void start(Map<String, BlockDevice> exports, NbdServer.Options opts) throws IOException {
+        server = new NbdServer(exports, opts);
+        sock = dir.resolve("nbd.sock");
+        server.listenUnix(sock);
+    }
+
+    private static byte[] pattern(int n, int seed) {
+        byte[] b = new byte[n];
+        new Random(seed).nextBytes(b);
+        return b;
+    }
+
+    @Test
+    void infoThenGoDescribeTheExport() throws Exception {
+        MemoryBlockDevice dev = new MemoryBlockDevice(SIZE);
+        start(Map.of("", dev, "disk", new MemoryBlockDevice(4096)),
+                new NbdServer.Options().description("disk", "the disk"));
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+            assertEquals(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES, c.handshakeFlags);
+            c.sendOption(OPT_INFO, NbdTestClient.infoRequest("disk", INFO_NAME, INFO_DESCRIPTION, INFO_BLOCK_SIZE));
+            Map<Integer, ByteBuffer> infos = new HashMap<>();
+            List<NbdTestClient.OptionReply> rs = c.readOptionReplies();
+            for (NbdTestClient.OptionReply r : rs) {
+                assertEquals(OPT_INFO, r.option());
+                if (r.type() == REP_INFO) {
+                    ByteBuffer b = r.buf();
+                    infos.put((int) b.getShort(), b);
+                }
+            }
+            assertEquals(REP_ACK, rs.get(rs.size() - 1).type());
+            ByteBuffer ex = infos.get(INFO_EXPORT);
+            assertEquals(4096, ex.getLong());
+            int flags = ex.getShort() & 0xffff;
+            int want = TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES
+                    | TF_CAN_MULTI_CONN | TF_SEND_CACHE;
+            assertEquals(want, flags);
+            assertEquals("disk", utf8(infos.get(INFO_NAME)));
+            assertEquals("the disk", utf8(infos.get(INFO_DESCRIPTION)));
+            ByteBuffer bs = infos.get(INFO_BLOCK_SIZE);
+            assertEquals(512, bs.getInt());
+            assertEquals(4096, bs.getInt());
+            assertEquals(32 << 20, bs.getInt());
+
+            // INFO left us in option haggling; GO on the default export enters transmission.
+            c.go("");
+            assertEquals(SIZE, c.exportSize);
+            byte[] data = pattern(4096, 1);
+            assertEquals(0, c.call(0, CMD_WRITE, 8192, 4096, data).error());
+            assertArrayEquals(data, Arrays.copyOfRange(dev.snapshot(), 8192, 8192 + 4096));
+            c.request(0, CMD_DISC, 1, 0, 0, null);
+            assertTrue(c.serverClosed());
+        }
+    }
+
+    @Test
+    void listNamesEveryExport() throws Exception {
+        Map<String, BlockDevice> m = new LinkedHashMap<>();
+        m.put("", new MemoryBlockDevice(512));
+        m.put("a", new MemoryBlockDevice(512));
+        m.put("b", new MemoryBlockDevice(512));
+        start(m, new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE);
+            c.sendOption(OPT_LIST, new byte[0]);
+            List<String> names = new ArrayList<>();
+            List<NbdTestClient.OptionReply> rs = c.readOptionReplies();
+            for (NbdTestClient.OptionReply r : rs) {
+                if (r.type() == REP_SERVER) {
+                    ByteBuffer b = r.buf();
+                    byte[] n = new byte[b.getInt()];
+                    b.get(n);
+                    names.add(new String(n, StandardCharsets.UTF_8));
+                }
+            }
+            assertEquals(REP_ACK, rs.get(rs.size() - 1).type());
+            assertEquals(List.of("", "a", "b"), names);
+            c.sendOption(OPT_LIST, new byte[] {1});
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+        }
+    }
+
+    @Test
+    void unknownOptionsAreRefusedWithoutLosingSync() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options());
+        dev.write(0, ByteBuffer.wrap(pattern(512, 7)));
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+            c.sendOption(0x1234, pattern(1000, 2));
+            NbdTestClient.OptionReply r = c.readOptionReply();
+            assertEquals(0x1234, r.option());
+            assertEquals(REP_ERR_UNSUP, r.type());
+            c.sendOption(OPT_STARTTLS, new byte[0]);
+            assertEquals(REP_ERR_UNSUP, c.readOptionReply().type());
+            c.sendOption(OPT_EXTENDED_HEADERS, new byte[0]);
+            assertEquals(REP_ERR_UNSUP, c.readOptionReply().type());
+            // Malformed GO: counts do not add up.
+            byte[] bad = NbdTestClient.infoRequest("", INFO_NAME);
+            c.sendOption(OPT_GO, Arrays.copyOf(bad, bad.length - 1));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.go("");
+            NbdTestClient.Reply rd = c.call(0, CMD_READ, 0, 512, null);
+            assertEquals(0, rd.error());
+            assertArrayEquals(pattern(512, 7), rd.data());
+        }
+    }
+
+    @Test
+    void unknownExportIsRefused() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE);
+            c.sendOption(OPT_GO, NbdTestClient.infoRequest("nope"));
+            assertEquals(REP_ERR_UNKNOWN, c.readOptionReply().type());
+            c.sendOption(OPT_INFO, NbdTestClient.infoRequest("nope"));
+            assertEquals(REP_ERR_UNKNOWN, c.readOptionReply().type());
+            // EXPORT_NAME cannot answer with an error: the server hangs up.
+            c.sendOption(OPT_EXPORT_NAME, "nope".getBytes(StandardCharsets.UTF_8));
+            assertTrue(c.serverClosed());
+        }
+    }
+
+    @Test
+    void exportNameSendsZeroesUnlessNegotiatedAway() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE);
+            c.sendOption(OPT_EXPORT_NAME, new byte[0]);
+            ByteBuffer b = c.read(134);
+            assertEquals(SIZE, b.getLong());
+            assertTrue((b.getShort() & TF_HAS_FLAGS) != 0);
+            while (b.hasRemaining()) assertEquals(0, b.get());
+            assertEquals(0, c.call(0, CMD_FLUSH, 0, 0, null).error());
+        }
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+            c.sendOption(OPT_EXPORT_NAME, new byte[0]);
+            ByteBuffer b = c.read(10);
+            assertEquals(SIZE, b.getLong());
+            // Without the 124 zeroes the next bytes are already a reply.
+            assertEquals(0, c.call(0, CMD_FLUSH, 0, 0, null).error());
+        }
+    }
+
+    @Test
+    void abortIsAcknowledgedAndCloses() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE);
+            c.sendOption(OPT_ABORT, new byte[0]);
+            assertEquals(REP_ACK, c.readOptionReply().type());
+            assertTrue(c.serverClosed());
+        }
+    }
+
+    @Test
+    void unknownClientFlagsClose() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE | 0x100);
+            assertTrue(c.serverClosed());
+        }
+    }
+
+    @Test
+    void commandsChangeTheDevice() throws Exception {
+        for (boolean structured : new boolean[] {false, true}) {
+            MemoryBlockDevice dev = start(new NbdServer.Options());
+            try (NbdTestClient c = NbdTestClient.open(sock, "", structured)) {
+                byte[] a = pattern(65536, 3);
+                assertEquals(0, c.call(0, CMD_WRITE, 4096, a.length, a).error());
+                assertEquals(0, c.call(CMD_FLAG_FUA, CMD_WRITE, 1 << 20, a.length, a).error());
+                NbdTestClient.Reply r = c.call(0, CMD_READ, 4096, a.length, null);
+                assertEquals(0, r.error());
+                assertEquals(structured, r.isStructured());
+                assertArrayEquals(a, NbdTestClient.readData(r));
+                assertEquals(0, c.call(0, CMD_FLUSH, 0, 0, null).error());
+
+                assertEquals(0, c.call(0, CMD_TRIM, 4096, 4096, null).error());
+                assertEquals(0, c.call(CMD_FLAG_FUA | CMD_FLAG_NO_HOLE, CMD_WRITE_ZEROES, 12288, 8192, null).error());
+                assertEquals(0, c.call(0, CMD_CACHE, 0, SIZE, null).error());
+                byte[] img = dev.snapshot();
+                byte[] expect = a.clone();
+                Arrays.fill(expect, 0, 4096, (byte) 0);
+                Arrays.fill(expect, 8192, 16384, (byte) 0);
+                assertArrayEquals(expect, Arrays.copyOfRange(img, 4096, 4096 + a.length));
+                assertArrayEquals(a, Arrays.copyOfRange(img, 1 << 20, (1 << 20) + a.length));
+                assertArrayEquals(Arrays.copyOfRange(img, 4096, 4096 + a.length),
+                        NbdTestClient.readData(c.call(0, CMD_READ, 4096, a.length, null)));
+                // Zero-length requests are harmless.
+                assertEquals(0, c.call(0, CMD_READ, 0, 0, null).error());
+                assertEquals(0, c.call(0, CMD_WRITE, 0, 0, new byte[0]).error());
+                // Last byte of the device is reachable.
+                assertEquals(0, c.call(0, CMD_WRITE, SIZE - 1, 1, new byte[] {9}).error());
+                assertArrayEquals(new byte[] {9}, NbdTestClient.readData(c.call(0, CMD_READ, SIZE - 1, 1, null)));
+                assertTrue(server.bytesWritten() >= 2L * a.length);
+                assertTrue(server.bytesRead() >= 2L * a.length);
+            }
+            server.close();
+        }
+    }
+
+    @Test
+    void badRequestsGetErrorsAndTheStreamStaysInSync() throws Exception {
+        for (boolean structured : new boolean[] {false, true}) {
+            start(new NbdServer.Options());
+            try (NbdTestClient c = NbdTestClient.open(sock, "", structured)) {
+                assertEquals(EINVAL, c.call(0, CMD_READ, SIZE - 512, 1024, null).error());
+                assertEquals(EINVAL, c.call(0, CMD_READ, -4096L, 512, null).error(), "offset beyond 2^63");
+                assertEquals(ENOSPC, c.call(0, CMD_WRITE, SIZE - 512, 1024, pattern(1024, 4)).error());
+                assertEquals(ENOSPC, c.call(0, CMD_TRIM, SIZE, 512, null).error());
+                assertEquals(ENOSPC, c.call(0, CMD_WRITE_ZEROES, SIZE - 1, 2, null).error());
+                assertEquals(EINVAL, c.call(0, CMD_CACHE, SIZE, 1, null).error());
+                assertEquals(EOVERFLOW, c.call(0, CMD_READ, 0, (32 << 20) + 1, null).error());
+                // An oversized write: its whole payload is drained, then the stream continues.
+                assertEquals(EOVERFLOW, c.call(0, CMD_WRITE, 0, (33 << 20), new byte[33 << 20]).error());
+                assertEquals(EINVAL, c.call(0, 99, 0, 0, null).error(), "unknown command");
+                assertEquals(EINVAL, c.call(1 << 9, CMD_WRITE, 0, 512, pattern(512, 5)).error(), "unknown flag");
+                assertEquals(EINVAL, c.call(0, CMD_BLOCK_STATUS, 0, 512, null).error(), "no meta context");
+                if (!structured) {
+                    assertEquals(EINVAL, c.call(CMD_FLAG_DF, CMD_READ, 0, 512, null).error());
+                } else {
+                    NbdTestClient.Reply r = c.call(0, CMD_READ, SIZE, 1, null);
+                    assertEquals(REPLY_TYPE_ERROR, r.chunkType());
+                    assertEquals(REPLY_FLAG_DONE, r.flags());
+                    assertEquals(0, c.call(CMD_FLAG_DF, CMD_READ, 0, 512, null).error());
+                }
+                byte[] d = pattern(512, 6);
+                assertEquals(0, c.call(0, CMD_WRITE, 0, 512, d).error());
+                assertArrayEquals(d, NbdTestClient.readData(c.call(0, CMD_READ, 0, 512, null)));
+            }
+            server.close();
+        }
+    }
+
+    @Test
+    void readOnlyExportsRefuseWrites() throws Exception {
+        MemoryBlockDevice ro = new MemoryBlockDevice(pattern(4096, 8));
+        MemoryBlockDevice rw = new MemoryBlockDevice(4096);
+        start(Map.of("ro", ro, "", rw), new NbdServer.Options().readOnlyExport("ro"));
+        try (NbdTestClient c = NbdTestClient.open(sock, "ro", false)) {
+            assertTrue((c.transmissionFlags & TF_READ_ONLY) != 0);
+            assertEquals(0, c.transmissionFlags & (TF_SEND_TRIM | TF_SEND_WRITE_ZEROES));
+            assertEquals(EPERM, c.call(0, CMD_WRITE, 0, 512, new byte[512]).error());
+            assertEquals(EPERM, c.call(0, CMD_TRIM, 0, 512, null).error());
+            assertEquals(EPERM, c.call(0, CMD_WRITE_ZEROES, 0, 512, null).error());
+            assertArrayEquals(pattern(4096, 8), NbdTestClient.readData(c.call(0, CMD_READ, 0, 4096, null)));
+            assertArrayEquals(pattern(4096, 8), ro.snapshot());
+        }
+        try (NbdTestClient c = NbdTestClient.open(sock, "", false)) {
+            assertEquals(0, c.transmissionFlags & TF_READ_ONLY);
+            assertEquals(0, c.call(0, CMD_WRITE, 0, 512, pattern(512, 9)).error());
+        }
+        server.close();
+        start(Map.of("", new MemoryBlockDevice(4096)), new NbdServer.Options().readOnly(true));
+        try (NbdTestClient c = NbdTestClient.open(sock, "", true)) {
+            assertTrue((c.transmissionFlags & TF_READ_ONLY) != 0);
+            NbdTestClient.Reply r = c.call(0, CMD_WRITE, 0, 512, new byte[512]);
+            assertEquals(EPERM, r.error());
+            assertTrue(r.isStructured(), "errors carry a message when structured replies are on");
+        }
+    }
+
+    @Test
+    void deviceErrorsMapToWireErrors() throws Exception {
+        BlockDevice failing = new ForwardingDevice(new MemoryBlockDevice(4096)) {
+            @Override public void read(long offset, ByteBuffer dst) throws IOException {
+                if (offset == 0) throw new DeviceException(Errno.ENOMEM, "test");
+                if (offset == 512) throw new IOException("plain");
+                throw new IllegalStateException("bug");
+            }
+        };
+        start(Map.of("", failing), new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.open(sock, "", false)) {
+            assertEquals(ENOMEM, c.call(0, CMD_READ, 0, 512, null).error());
+            assertEquals(EIO, c.call(0, CMD_READ, 512, 512, null).error());
+            assertEquals(EIO, c.call(0, CMD_READ, 1024, 512, null).error());
+        }
+    }
+
+    @Test
+    void baseAllocationContext() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+            c.sendOption(OPT_SET_META_CONTEXT, NbdTestClient.metaRequest("", BASE_ALLOCATION));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type(), "needs structured replies first");
+            c.sendOption(OPT_STRUCTURED_REPLY, new byte[0]);
+            assertEquals(REP_ACK, c.readOptionReply().type());
+            c.structured = true;
+            c.sendOption(OPT_LIST_META_CONTEXT, NbdTestClient.metaRequest(""));
+            List<NbdTestClient.OptionReply> list = c.readOptionReplies();
+            assertEquals(2, list.size());
+            assertEquals(REP_META_CONTEXT, list.get(0).type());
+            assertTrue(new String(list.get(0).data(), StandardCharsets.UTF_8).endsWith(BASE_ALLOCATION));
+            c.sendOption(OPT_SET_META_CONTEXT, NbdTestClient.metaRequest("", "x-other:thing", BASE_ALLOCATION));
+            List<NbdTestClient.OptionReply> set = c.readOptionReplies();
+            assertEquals(REP_META_CONTEXT, set.get(0).type());
+            int ctx = set.get(0).buf().getInt();
+            assertEquals(REP_ACK, set.get(1).type());
+            c.go("");
+            NbdTestClient.Reply r = c.call(0, CMD_BLOCK_STATUS, 4096, 8192, null);
+            assertEquals(REPLY_TYPE_BLOCK_STATUS, r.chunkType());
+            ByteBuffer b = ByteBuffer.wrap(r.data());
+            assertEquals(ctx, b.getInt());
+            assertEquals(8192, b.getInt());
+            assertEquals(0, b.getInt(), "reported as allocated data");
+            assertEquals(EINVAL, c.call(0, CMD_BLOCK_STATUS, SIZE, 1, null).error());
+        }
+    }
+
+    @Test
+    void hostileClientsCostOnlyTheirOwnConnection() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options());
+        try (NbdTestClient good = NbdTestClient.open(sock, "", false)) {
+            // Garbage instead of an option.
+            try (NbdTestClient bad = NbdTestClient.connect(sock)) {
+                bad.greet(FLAG_C_FIXED_NEWSTYLE);
+                bad.write(ByteBuffer.wrap(pattern(64, 10)));
+                assertTrue(bad.serverClosed());
+            }
+            // Garbage instead of a request.
+            try (NbdTestClient bad = NbdTestClient.open(sock, "", false)) {
+                bad.write(ByteBuffer.wrap(pattern(28, 11)));
+                assertTrue(bad.serverClosed());
+            }
+            // Half a write, then gone; and a read in flight when the client vanishes.
+            try (NbdTestClient bad = NbdTestClient.open(sock, "", false)) {
+                bad.request(0, CMD_READ, 1, 0, 1 << 20, null);
+                bad.request(0, CMD_WRITE, 2, 0, 65536, new byte[1000]);
+            }
+            try (NbdTestClient bad = NbdTestClient.connect(sock)) {
+                bad.write(ByteBuffer.wrap(new byte[] {1, 2, 3}));
+            }
+            byte[] d = pattern(4096, 12);
+            assertEquals(0, good.call(0, CMD_WRITE, 0, 4096, d).error());
+            assertArrayEquals(d, NbdTestClient.readData(good.call(0, CMD_READ, 0, 4096, null)));
+            // The half-written request never reached the device.
+            assertArrayEquals(d, Arrays.copyOf(dev.snapshot(), 4096));
+            waitFor(() -> server.openConnections() == 1);
+            assertEquals(1, server.openConnections());
+        }
+        waitFor(() -> server.openConnections() == 0);
+    }
+
+    /** A device whose reads at offset 0 wait until the test opens the gate. */
+    private static final class GatedDevice extends ForwardingDevice {
+        final CountDownLatch gate = new CountDownLatch(1);
+        final CountDownLatch waiting = new CountDownLatch(1);
+        final AtomicInteger flushes = new AtomicInteger();
+
+        GatedDevice(byte[] init) { super(new MemoryBlockDevice(init)); }
+
+        @Override
+        public void read(long offset, ByteBuffer dst) throws IOException {
+            if (offset == 0) {
+                waiting.countDown();
+                try {
+                    gate.await();
+                } catch (InterruptedException e) {
+                    throw new IOException(e);
+                }
+            }
+            super.read(offset, dst);
+        }
+
+        @Override public void flush() { flushes.incrementAndGet(); }
+    }
+
+    @Test
+    void repliesMayOvertakeAndStayWhole() throws Exception {
+        byte[] init = pattern(SIZE, 13);
+        for (boolean structured : new boolean[] {false, true}) {
+            GatedDevice dev = new GatedDevice(init);
+            start(Map.of("", dev), new NbdServer.Options().workers(4));
+            try (NbdTestClient c = NbdTestClient.open(sock, "", structured)) {
+                c.request(0, CMD_READ, 100, 0, 65536, null);
+                dev.waiting.await();
+                c.request(0, CMD_READ, 200, 65536, 65536, null);
+                // The first read is stuck in the device, so the second one must answer first.
+                NbdTestClient.Reply first = c.readReply(k -> 65536);
+                assertEquals(200, first.cookie());
+                assertArrayEquals(Arrays.copyOfRange(init, 65536, 131072), NbdTestClient.readData(first));
+                dev.gate.countDown();
+                NbdTestClient.Reply second = c.readReply(k -> 65536);
+                assertEquals(100, second.cookie());
+                assertArrayEquals(Arrays.copyOf(init, 65536), NbdTestClient.readData(second));
+            }
+            server.close();
+        }
+    }
+
+    @Test
+    void manyPipelinedRequestsGetTheirOwnReplies() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options().maxInFlightRequests(4));
+        int n = 200;
+        int block = 16384;
+        try (NbdTestClient c = NbdTestClient.open(sock, "", true)) {
+            // Writes first (each to its own block), flushed, then reads of the same blocks.
+            Map<Long, Integer> readLen = new HashMap<>();
+            Thread sender = new Thread(() -> {
+                try {
+                    for (int i = 0; i < n; i++) c.request(0, CMD_WRITE, i, (long) i * block, block, pattern(block, 1000 + i));
+                    for (int i = 0; i < n; i++) c.request(0, CMD_READ, n + i, (long) i * block, block, null);
+                } catch (IOException e) {
+                    throw new RuntimeException(e);
+                }
+            });
+            sender.start();
+            boolean[] seen = new boolean[2 * n];
+            for (int k = 0; k < 2 * n; k++) {
+                NbdTestClient.Reply r = c.readReply(cookie -> cookie >= n ? block : 0);
+                assertEquals(0, r.error());
+                int cookie = (int) r.cookie();
+                assertFalse(seen[cookie], "duplicate reply " + cookie);
+                seen[cookie] = true;
+                if (cookie >= n) {
+                    // A read may overtake the write of its block; only a read after it sees the data.
+                    byte[] got = NbdTestClient.readData(r);
+                    byte[] want = pattern(block, 1000 + cookie - n);
+                    assertTrue(Arrays.equals(want, got) || Arrays.equals(new byte[block], got),
+                            "read " + cookie + " returned neither old nor new content");
+                }
+            }
+            sender.join();
+            for (int i = 0; i < n; i++) {
+                assertArrayEquals(pattern(block, 1000 + i), Arrays.copyOfRange(dev.snapshot(), i * block, (i + 1) * block));
+            }
+        }
+    }
+
+    @Test
+    void closeLetsRequestsInFlightFinishAndFlushes() throws Exception {
+        byte[] init = pattern(65536, 14);
+        GatedDevice dev = new GatedDevice(init);
+        start(Map.of("", dev), new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.open(sock, "", false)) {
+            c.request(0, CMD_READ, 7, 0, 4096, null);
+            dev.waiting.await();
+            Thread closer = new Thread(server::close);
+            closer.start();
+            waitFor(() -> !java.nio.file.Files.exists(sock));
+            dev.gate.countDown();
+            NbdTestClient.Reply r = c.readReply(k -> 4096);
+            assertEquals(7, r.cookie());
+            assertEquals(0, r.error());
+            assertArrayEquals(Arrays.copyOf(init, 4096), r.data());
+            closer.join();
+            assertTrue(c.serverClosed());
+            assertEquals(1, dev.flushes.get(), "close flushes the device");
+            assertEquals(0, server.openConnections());
+        }
+    }
+
+    @Test
+    void aClientThatNeverReadsRepliesIsHeldBackAndCutAtClose() throws Exception {
+        start(new NbdServer.Options().closeTimeout(java.time.Duration.ofMillis(300)));
+        try (NbdTestClient good = NbdTestClient.open(sock, "", false);
+             NbdTestClient greedy = NbdTestClient.open(sock, "", false)) {
+            for (int i = 0; i < 200; i++) greedy.request(0, CMD_READ, i, 0, 1 << 20, null);
+            // The server stops reading the greedy client's requests once its in-flight budget is used.
+            byte[] d = pattern(4096, 15);
+            assertEquals(0, good.call(0, CMD_WRITE, 0, 4096, d).error());
+            assertArrayEquals(d, NbdTestClient.readData(good.call(0, CMD_READ, 0, 4096, null)));
+            assertTrue(server.bytesRead() <= 64L << 20, "read " + server.bytesRead() + " bytes for a client that reads nothing");
+            server.close(); // must not wait forever on the stuck connection
+            assertEquals(0, server.openConnections());
+        }
+    }
+
+    @Test
+    void connectionsBeyondTheLimitAreTurnedAway() throws Exception {
+        start(new NbdServer.Options().maxConnections(1));
+        try (NbdTestClient first = NbdTestClient.open(sock, "", false);
+             NbdTestClient second = NbdTestClient.connect(sock)) {
+            assertTrue(second.serverClosed());
+            assertEquals(0, first.call(0, CMD_FLUSH, 0, 0, null).error());
+        }
+    }
+
+    @Test
+    void serveRunsOneConnectedChannel() throws Exception {
+        MemoryBlockDevice dev = new MemoryBlockDevice(65536);
+        server = new NbdServer(dev, new NbdServer.Options());
+        Path p = dir.resolve("plain.sock");
+        try (java.nio.channels.ServerSocketChannel ssc =
+                     java.nio.channels.ServerSocketChannel.open(java.net.StandardProtocolFamily.UNIX)) {
+            ssc.bind(java.net.UnixDomainSocketAddress.of(p));
+            try (NbdTestClient c = NbdTestClient.connect(p)) {
+                java.nio.channels.SocketChannel accepted = ssc.accept();
+                Thread t = new Thread(() -> server.serve(accepted));
+                t.start();
+                c.greet(FLAG_C_FIXED_NEWSTYLE | FLAG_C_NO_ZEROES);
+                c.go("");
+                assertEquals(65536, c.exportSize);
+                assertEquals(1, server.openConnections());
+                assertEquals(0, c.call(0, CMD_WRITE, 512, 3, new byte[] {1, 2, 3}).error());
+                c.request(0, CMD_DISC, 9, 0, 0, null);
+                t.join(); // serve returns when its connection ends
+                assertEquals(0, server.openConnections());
+                assertArrayEquals(new byte[] {1, 2, 3}, Arrays.copyOfRange(dev.snapshot(), 512, 515));
+            }
+        }
+    }
+
+    @Test
+    void tcpOnLoopbackOnly() throws Exception {
+        start(new NbdServer.Options());
+        assertThrows(IllegalArgumentException.class,
+                () -> server.listenTcp(new java.net.InetSocketAddress("0.0.0.0", 0)));
+        java.net.InetSocketAddress a = server.listenTcp(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0));
+        try (java.nio.channels.SocketChannel ch = java.nio.channels.SocketChannel.open(a)) {
+            ByteBuffer b = ByteBuffer.allocate(16);
+            while (b.hasRemaining()) assertTrue(ch.read(b) >= 0);
+            assertEquals(NBDMAGIC, b.getLong(0));
+        }
+    }
+
+    private static String utf8(ByteBuffer b) {
+        byte[] x = new byte[b.remaining()];
+        b.get(x);
+        return new String(x, StandardCharsets.UTF_8);
+    }
+
+    /** Polls a condition that the server reaches asynchronously (no timing assertion: 10 s is a hang guard). */
+    private static void waitFor(java.util.function.BooleanSupplier cond) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!cond.getAsBoolean()) {
+            if (System.nanoTime() > end) fail("condition not reached");
+            Thread.sleep(5);
+        }
+    }
+}
