@@ -230,4 +230,43 @@ class OfflineCommandsTest {
         assertEquals(ExitCodes.PERMISSION_DENIED, r.code(), r.toString());
         assertTrue(r.err().contains("permission denied"), r.err());
     }
+
+    @Test
+    void halfRestoredDeviceWithABadLogIsNotRolledForward() throws Exception {
+        long seed = new Random().nextLong();
+        CheckpointImage c = image(512, seed);
+        // A rollback cut right after it marked the log WOB and applied its first batch.
+        bow.blockdev.testing.PowerCutDevice pc = new bow.blockdev.testing.PowerCutDevice(c.image);
+        pc.armCrashAfterOps(2 + 20, new Random(seed));
+        assertThrows(java.io.IOException.class, () -> new bow.restore.Restore(pc, "pc").run());
+        byte[] half = pc.durableImage();
+        assertEquals(LogBlock.MAGIC_RESTORING, Images.le32(half, 0));
+        Images.putLe32(half, 12, LogBlock.capacity(512) + 3);
+        Path img = write(half);
+        Run r = bowctl("rollback", "--device", img.toString());
+        assertEquals(ExitCodes.LOG_INVALID, r.code(), r.toString());
+        Run f = bowctl("rollback", "--device", img.toString(), "--force-roll-forward");
+        assertEquals(ExitCodes.INVALID_STATE, f.code(), f.toString());
+        assertTrue(f.err().contains("interrupted"), f.err());
+        assertArrayEquals(half, Files.readAllBytes(img));
+    }
+
+    @Test
+    void progressLineOnATerminal() {
+        StringWriter w = new StringWriter();
+        ProgressLine p = new ProgressLine(new PrintWriter(w), true);
+        p.progress("restore", 0, 4 << 20);
+        p.progress("restore", 4 << 20, 4 << 20);
+        p.clear();
+        String s = w.toString();
+        assertTrue(s.startsWith("\rrestore: 0.0 MiB / 4.0 MiB (0%)"), s);
+        assertTrue(s.contains("\rrestore: 4.0 MiB / 4.0 MiB (100%)"), s);
+        assertTrue(s.endsWith("\r"), s);
+
+        StringWriter quiet = new StringWriter();
+        ProgressLine off = new ProgressLine(new PrintWriter(quiet), false);
+        off.progress("verify", 1, -1);
+        off.clear();
+        assertEquals("", quiet.toString());
+    }
 }

@@ -86,6 +86,36 @@ public final class LogChain {
 
     /** Validates the whole chain (see class comment); writes nothing. */
     public static Summary verify(BlockDevice dev, String name, Visitor visitor, ProgressListener progress) throws IOException {
+        try {
+            return walk(dev, name, visitor, progress);
+        } catch (LogCorruptException e) {
+            if (interruptedCommit(dev)) {
+                throw new LogCorruptException(e.getMessage() + "; block 0 past its header already holds the live block 0:"
+                        + " an offline commit was interrupted, run the commit again");
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * A commit writes sectors 1..n of block 0 before the header sector; a crash in
+     * between leaves a good header over the live block's other sectors. Recognised so
+     * that the error can say what happened.
+     */
+    private static boolean interruptedCommit(BlockDevice dev) throws IOException {
+        if (dev.size() < 512) return false;
+        LogBlock h = new LogBlock(read(dev, 0, 512));
+        if (h.magic() != LogBlock.MAGIC || !looksLikeHeader(h) || h.blockSize() == 512) return false;
+        int bs = (int) h.blockSize();
+        long spb = bs / 512;
+        long s0 = h.sector0();
+        if (s0 <= 0 || s0 % spb != 0 || s0 > dev.size() / 512 - spb) return false;
+        byte[] block0 = read(dev, 512, bs - 512);
+        byte[] live = read(dev, s0 * 512 + 512, bs - 512);
+        return java.util.Arrays.equals(block0, live);
+    }
+
+    private static Summary walk(BlockDevice dev, String name, Visitor visitor, ProgressListener progress) throws IOException {
         LogBlock log = readHead(dev, name);
         long deviceBytes = dev.size();
         LogValidator.validate(log, -1, deviceBytes, -1);

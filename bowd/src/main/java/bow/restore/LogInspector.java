@@ -44,16 +44,17 @@ public final class LogInspector {
      */
     public static Dump dump(BlockDevice dev, String name) throws IOException {
         List<SequenceInfo> seqs = new ArrayList<>();
-        List<EntryInfo>[] current = new List[1];
         LogChain.Visitor v = new LogChain.Visitor() {
+            private List<EntryInfo> current;
+
             @Override public void sequence(LogBlock log, long physicalBlock) {
-                current[0] = new ArrayList<>();
-                seqs.add(info(log, physicalBlock, true, current[0]));
+                current = new ArrayList<>();
+                seqs.add(info(log, physicalBlock, true, current));
             }
 
             @Override public void entry(LogBlock log, int index, LogEntry e, long dataBlock, int actual) {
                 String verdict = e.checksum() == 0 ? "unchecked" : actual == e.checksum() ? "ok" : "mismatch";
-                current[0].add(new EntryInfo(index, e, dataBlock, actual, verdict));
+                current.add(new EntryInfo(index, e, dataBlock, actual, verdict));
             }
 
             @Override public void rejected(LogBlock log, long physicalBlock) {

@@ -57,4 +57,26 @@ class OfflineCommitTest {
         assertTrue(e.getMessage().contains("bad magic"), e.getMessage());
         assertArrayEquals(magic, dev2.snapshot());
     }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1024, 4096})
+    void rollbackAfterAnInterruptedCommitSaysSo(int bs) throws Exception {
+        CheckpointImage c = CheckpointImage.build(bs, 900, new Random().nextLong(), 250);
+        bow.blockdev.testing.PowerCutDevice pc = new bow.blockdev.testing.PowerCutDevice(c.image);
+        pc.armCrashAfterOps(2, new Random(3)); // sectors 1..n written and flushed, header not yet
+        assertThrows(java.io.IOException.class, () -> OfflineCommit.commit(pc, "pc"));
+        byte[] half = pc.durableImage();
+        MemoryBlockDevice dev = new MemoryBlockDevice(half);
+        if (le32(half, 12) <= (512 - 28) / 24) {
+            // Every entry still sits in the intact header sector: the rollback is still possible and right.
+            new Restore(dev, "img").run();
+            assertEquals(-1, c.firstUnrestoredBlock(dev.snapshot()));
+            return;
+        }
+        LogCorruptException e = assertThrows(LogCorruptException.class, () -> new Restore(dev, "img").run());
+        assertTrue(e.getMessage().endsWith("an offline commit was interrupted, run the commit again"), e.getMessage());
+        assertArrayEquals(half, dev.snapshot());
+        OfflineCommit.commit(dev, "img");
+        assertArrayEquals(c.liveView(), dev.snapshot());
+    }
 }

@@ -93,4 +93,19 @@ class RestoreTest {
         assertTrue(r.resumed());
         assertEquals(-1, c.firstUnrestoredBlock(resumed.snapshot()));
     }
+
+    /** Devices need not be a whole number of blocks: only whole sectors. */
+    @ParameterizedTest
+    @ValueSource(ints = {2048, 4096})
+    void deviceSizeNeedNotBeAMultipleOfTheBlockSize(int bs) throws Exception {
+        long seed = new Random().nextLong();
+        CheckpointImage c = CheckpointImage.build(bs, 900, seed, 300);
+        byte[] img = java.util.Arrays.copyOf(c.image, c.image.length + 512 * (1 + new Random(seed).nextInt(bs / 512 - 1)));
+        MemoryBlockDevice dev = new MemoryBlockDevice(img);
+        new Restore(dev, "mem").run();
+        byte[] after = dev.snapshot();
+        assertEquals(-1, c.firstUnrestoredBlock(after), "seed " + seed);
+        assertArrayEquals(java.util.Arrays.copyOfRange(img, c.image.length, img.length),
+                java.util.Arrays.copyOfRange(after, c.image.length, img.length));
+    }
 }
