@@ -49,6 +49,7 @@ public final class Restore {
     private final String name;
     private ProgressListener progress = ProgressListener.NONE;
     private boolean forceRollForward;
+    private int maxBatchEntries = MAX_BATCH_ENTRIES;
 
     public Restore(BlockDevice dev, String name) {
         this.dev = dev;
@@ -63,6 +64,12 @@ public final class Restore {
     /** On a log that fails validation, commit (live block 0 back) instead of failing, as vold does. */
     public Restore forceRollForward(boolean force) {
         this.forceRollForward = force;
+        return this;
+    }
+
+    /** Caps the entries per batch; tests use tiny batches so that progress is persisted mid-sequence. */
+    Restore maxBatchEntries(int n) {
+        this.maxBatchEntries = Math.max(1, n);
         return this;
     }
 
@@ -106,7 +113,7 @@ public final class Restore {
                 batchDests.clear();
                 long batchBytes = 0;
                 int lo = i;
-                while (lo >= 1 && i - lo < MAX_BATCH_ENTRIES && batchBytes < MAX_BATCH_BYTES) {
+                while (lo >= 1 && i - lo < maxBatchEntries && batchBytes < MAX_BATCH_BYTES) {
                     LogEntry e = log.entry(lo);
                     long s = e.sourceSector(), d = e.destSector(), n = e.sizeBytes() / 512;
                     if (lo != i && (batchDests.overlaps(s, s + n) || batchSources.overlaps(d, d + n))) break;

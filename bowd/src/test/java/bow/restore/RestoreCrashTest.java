@@ -38,13 +38,14 @@ class RestoreCrashTest {
             CheckpointImage c = bs == 1024 ? CheckpointImage.build(1024, 500, rnd.nextLong(), 130)
                     : CheckpointImage.build(2048, 700, rnd.nextLong(), 200);
             assertTrue(c.sequences >= 2, "seed " + seed + ": want a rollover");
+            int batch = bs == 1024 ? 3 : Integer.MAX_VALUE;
             PowerCutDevice probe = new PowerCutDevice(c.image);
-            new Restore(probe, "probe").run();
+            new Restore(probe, "probe").maxBatchEntries(batch).run();
             for (long op = 0; op <= probe.opCount(); op++) {
                 PowerCutDevice pc = new PowerCutDevice(c.image);
                 pc.armCrashAfterOps(op, rnd);
                 try {
-                    new Restore(pc, "pc").run();
+                    new Restore(pc, "pc").maxBatchEntries(batch).run();
                 } catch (IOException e) {
                     assertTrue(pc.isDead(), "seed " + seed + ": " + e);
                 }
@@ -78,8 +79,10 @@ class RestoreCrashTest {
     private static void rollbackWithCuts(long seed) throws Exception {
         Random rnd = new Random(seed);
         CheckpointImage c = image(rnd);
+        // Half of the runs use tiny batches, so that progress is persisted (and resumed) mid-sequence.
+        int batch = rnd.nextBoolean() ? 1 + rnd.nextInt(6) : Integer.MAX_VALUE;
         PowerCutDevice probe = new PowerCutDevice(c.image);
-        new Restore(probe, "probe").run();
+        new Restore(probe, "probe").maxBatchEntries(batch).run();
         long fullOps = probe.opCount();
         assertEquals(-1, c.firstUnrestoredBlock(probe.durableImage()));
 
@@ -89,7 +92,7 @@ class RestoreCrashTest {
             PowerCutDevice pc = new PowerCutDevice(disk);
             pc.armCrashAfterOps(rnd.nextLong(fullOps + 1), rnd);
             try {
-                new Restore(pc, "pc").run();
+                new Restore(pc, "pc").maxBatchEntries(batch).run();
             } catch (NoCheckpointException done) {
                 // An earlier cut came after the last header write reached the disk.
             } catch (IOException e) {
@@ -106,7 +109,7 @@ class RestoreCrashTest {
         }
         PowerCutDevice last = new PowerCutDevice(disk);
         try {
-            new Restore(last, "last").run();
+            new Restore(last, "last").maxBatchEntries(batch).run();
         } catch (NoCheckpointException alreadyDone) {
             // fine: the final cut came after the restore completed
         }
