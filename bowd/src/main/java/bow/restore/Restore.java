@@ -93,7 +93,6 @@ public final class Restore {
 
     private Result apply(LogChain.Summary summary) throws IOException {
         int bs = summary.blockSize();
-        long spb = bs / 512;
         LogBlock log = LogChain.readHead(dev, name);
         if (log.magic() != LogBlock.MAGIC_RESTORING) {
             log.setMagic(LogBlock.MAGIC_RESTORING);
