@@ -1,0 +1,68 @@
+package bow.restore;
+
+import java.util.Arrays;
+
+/**
+ * The dry run's view of the device: block → physical block that holds what the
+ * block would hold after the restores simulated so far. Absent means "itself".
+ * Open addressing on primitive longs, because a large checkpoint backs up millions
+ * of blocks and boxed maps would cost ten times the memory.
+ */
+final class BlockRedirects {
+    private static final long EMPTY = -1;
+    private long[] keys;
+    private long[] values;
+    private int size;
+
+    BlockRedirects() {
+        keys = new long[64];
+        values = new long[64];
+        Arrays.fill(keys, EMPTY);
+    }
+
+    int size() { return size; }
+
+    /** The physical block whose current content block {@code b} would have. */
+    long resolve(long b) {
+        int i = slot(keys, b);
+        return keys[i] == EMPTY ? b : values[i];
+    }
+
+    void put(long block, long physical) {
+        if ((size + 1) * 4L > keys.length * 3L) grow();
+        int i = slot(keys, block);
+        if (keys[i] == EMPTY) {
+            keys[i] = block;
+            size++;
+        }
+        values[i] = physical;
+    }
+
+    private static int slot(long[] keys, long b) {
+        int mask = keys.length - 1;
+        int i = (int) (mix(b) & mask);
+        while (keys[i] != EMPTY && keys[i] != b) i = (i + 1) & mask;
+        return i;
+    }
+
+    private static long mix(long x) {
+        x ^= x >>> 33;
+        x *= 0xff51afd7ed558ccdL;
+        x ^= x >>> 33;
+        return x;
+    }
+
+    private void grow() {
+        long[] ok = keys, ov = values;
+        keys = new long[ok.length * 2];
+        values = new long[ok.length * 2];
+        Arrays.fill(keys, EMPTY);
+        for (int j = 0; j < ok.length; j++) {
+            if (ok[j] != EMPTY) {
+                int i = slot(keys, ok[j]);
+                keys[i] = ok[j];
+                values[i] = ov[j];
+            }
+        }
+    }
+}

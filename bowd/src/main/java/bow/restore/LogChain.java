@@ -1,0 +1,192 @@
+package bow.restore;
+
+import bow.blockdev.BlockDevice;
+import bow.bowlog.BowCrc;
+import bow.bowlog.LogBlock;
+import bow.bowlog.LogCorruptException;
+import bow.bowlog.LogEntry;
+import bow.bowlog.LogValidator;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * The dry run of a rollback: walks the log chain from the newest log block in
+ * block 0 down to sequence 0, newest entry first, without writing anything. An
+ * in-memory redirect map says where each block's content would come from after
+ * the restores so far, so older log blocks and backed-up data are read where the
+ * real restore would find them. Every header is validated (sequence k, k-1, ..., 0,
+ * one block size) and every nonzero checksum is recomputed.
+ */
+public final class LogChain {
+    private static final int MAX_READ = 1 << 20;
+
+    private LogChain() {}
+
+    /** What the dry run saw; a dump or a test listens to it. */
+    public interface Visitor {
+        Visitor NONE = new Visitor() {};
+
+        /** A log block of the chain, read from {@code physicalBlock}, already validated. */
+        default void sequence(LogBlock log, long physicalBlock) {}
+
+        /**
+         * One entry, in restore order (newest first), before its checksum verdict is
+         * acted on: {@code actualChecksum} is what the data at {@code dataBlock} (the
+         * physical block its first block would be read from) hashes to, or 0 when the
+         * entry carries no checksum.
+         */
+        default void entry(LogBlock log, int index, LogEntry entry, long dataBlock, int actualChecksum) {}
+
+        /** An older log block read from {@code physicalBlock} that failed validation (an exception follows). */
+        default void rejected(LogBlock log, long physicalBlock) {}
+    }
+
+    /**
+     * @param blockSize      the chain's block size
+     * @param newestSequence sequence of the log block in block 0
+     * @param restoring      block 0 is marked WOB: a restore was interrupted
+     * @param sequences      log blocks in the chain
+     * @param entries        entries still to apply (all of them, across sequences)
+     * @param bytes          bytes those entries copy back
+     * @param sector0        the newest log's sector0 (live block 0)
+     */
+    public record Summary(int blockSize, long newestSequence, boolean restoring, long sequences,
+                          long entries, long bytes, long sector0) {}
+
+    /**
+     * Reads and lightly checks block 0. A block 0 that is not a log at all means
+     * "no checkpoint"; one whose header is a dm-bow header except for the magic is a
+     * damaged log, not an absent one.
+     */
+    public static LogBlock readHead(BlockDevice dev, String name) throws IOException {
+        if (dev.size() < 512) throw new NoCheckpointException("no checkpoint on " + name + " (device of " + dev.size() + " bytes)");
+        LogBlock sector = new LogBlock(read(dev, 0, 512));
+        if (!sector.hasLogMagic()) {
+            if (looksLikeHeader(sector)) {
+                LogValidator.validate(sector, -1, dev.size(), -1); // throws, naming the bad magic
+            }
+            throw new NoCheckpointException("no checkpoint on " + name);
+        }
+        long bs = sector.blockSize();
+        if (!LogBlock.isValidBlockSize(bs)) {
+            LogValidator.validate(sector, -1, dev.size(), -1); // throws, naming the block size
+        }
+        if (dev.size() < 2 * bs) {
+            throw new LogCorruptException("device of " + dev.size() + " bytes is too small for block_size " + bs);
+        }
+        return bs == 512 ? sector : new LogBlock(read(dev, 0, (int) bs));
+    }
+
+    /** Header fields other than the magic are those of a dm-bow log. */
+    static boolean looksLikeHeader(LogBlock h) {
+        return h.headerVersion() == LogBlock.HEADER_VERSION && h.headerSize() == LogBlock.HEADER_SIZE
+                && LogBlock.isValidBlockSize(h.blockSize());
+    }
+
+    /** Validates the whole chain (see class comment); writes nothing. */
+    public static Summary verify(BlockDevice dev, String name, Visitor visitor, ProgressListener progress) throws IOException {
+        try {
+            return walk(dev, name, visitor, progress);
+        } catch (LogCorruptException e) {
+            if (interruptedCommit(dev)) {
+                throw new LogCorruptException(e.getMessage() + "; block 0 past its header already holds the live block 0:"
+                        + " an offline commit was interrupted, run the commit again");
+            }
+            throw e;
+        }
+    }
+
+    /**
+     * A commit writes sectors 1..n of block 0 before the header sector; a crash in
+     * between leaves a good header over the live block's other sectors. Recognised so
+     * that the error can say what happened.
+     */
+    private static boolean interruptedCommit(BlockDevice dev) throws IOException {
+        if (dev.size() < 512) return false;
+        LogBlock h = new LogBlock(read(dev, 0, 512));
+        if (h.magic() != LogBlock.MAGIC || !looksLikeHeader(h) || h.blockSize() == 512) return false;
+        int bs = (int) h.blockSize();
+        long spb = bs / 512;
+        long s0 = h.sector0();
+        if (s0 <= 0 || s0 % spb != 0 || s0 > dev.size() / 512 - spb) return false;
+        byte[] block0 = read(dev, 512, bs - 512);
+        byte[] live = read(dev, s0 * 512 + 512, bs - 512);
+        return java.util.Arrays.equals(block0, live);
+    }
+
+    private static Summary walk(BlockDevice dev, String name, Visitor visitor, ProgressListener progress) throws IOException {
+        LogBlock log = readHead(dev, name);
+        long deviceBytes = dev.size();
+        LogValidator.validate(log, -1, deviceBytes, -1);
+        int bs = (int) log.blockSize();
+        long spb = bs / 512;
+        boolean restoring = log.magic() == LogBlock.MAGIC_RESTORING;
+        long newest = log.sequence();
+        long sector0 = log.sector0();
+        BlockRedirects redirects = new BlockRedirects();
+        byte[] buf = new byte[Math.max(bs, MAX_READ - MAX_READ % bs)];
+        long physical = 0;
+        long sequences = 0, entries = 0, bytes = 0;
+        while (true) {
+            visitor.sequence(log, physical);
+            sequences++;
+            for (int i = (int) log.count() - 1; i >= 0; i--) {
+                LogEntry e = log.entry(i);
+                int n = (int) (e.sizeBytes() / bs);
+                long src = e.sourceSector() / spb;
+                long dst = e.destSector() / spb;
+                long[] from = new long[n];
+                for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
+                int actual = 0;
+                if (e.checksum() != 0) actual = checksum(dev, e, from, bs, buf);
+                visitor.entry(log, i, e, from[0], actual);
+                if (e.checksum() != 0 && actual != e.checksum()) {
+                    throw new LogCorruptException("log sequence " + log.sequence() + ", entry " + i
+                            + ": checksum mismatch: expected " + hex(e.checksum()) + ", actual " + hex(actual)
+                            + " (data of source sector " + e.sourceSector() + " read from block " + from[0] + ")");
+                }
+                for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
+                entries++;
+                bytes += e.sizeBytes();
+                progress.progress("verify", bytes, -1);
+            }
+            if (log.sequence() == 0) break;
+            // Entry 0 just restored block 0 in the simulation: it now holds the previous log block.
+            long expected = log.sequence() - 1;
+            physical = redirects.resolve(0);
+            log = new LogBlock(read(dev, physical * bs, bs));
+            try {
+                LogValidator.validate(log, expected, deviceBytes, bs);
+            } catch (LogCorruptException e) {
+                visitor.rejected(log, physical);
+                throw new LogCorruptException(e.getMessage() + " (previous log block read from block " + physical + ")");
+            }
+        }
+        return new Summary(bs, newest, restoring, sequences, entries, bytes, sector0);
+    }
+
+    /** The entry checksum over the blocks the dry run says hold its data, reading contiguous runs at once. */
+    private static int checksum(BlockDevice dev, LogEntry e, long[] from, int bs, byte[] buf) throws IOException {
+        int crc = (int) (e.sourceSector() / (bs / 512));
+        int maxBlocks = buf.length / bs;
+        int j = 0;
+        while (j < from.length) {
+            int run = 1;
+            while (j + run < from.length && run < maxBlocks && from[j + run] == from[j] + run) run++;
+            ByteBuffer bb = ByteBuffer.wrap(buf, 0, run * bs);
+            dev.read(from[j] * bs, bb);
+            crc = BowCrc.update(crc, buf, 0, run * bs);
+            j += run;
+        }
+        return crc;
+    }
+
+    static byte[] read(BlockDevice dev, long offset, int len) throws IOException {
+        byte[] b = new byte[len];
+        dev.read(offset, ByteBuffer.wrap(b));
+        return b;
+    }
+
+    static String hex(int v) { return String.format("0x%08x", v); }
+}

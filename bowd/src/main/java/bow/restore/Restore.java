@@ -1,0 +1,179 @@
+package bow.restore;
+
+import bow.blockdev.BlockDevice;
+import bow.bowlog.LogBlock;
+import bow.bowlog.LogCorruptException;
+import bow.bowlog.LogEntry;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+
+/**
+ * Offline rollback of a dm-bow checkpoint: puts every backed-up block back, newest
+ * entry first, until block 0 holds its original content again.
+ *
+ * <p>Nothing is written until {@link LogChain#verify} has accepted the whole chain.
+ * Then the restore is resumable at any crash point and idempotent:
+ * <ul>
+ * <li>block 0 is first marked WOB ("restore in progress");
+ * <li>entries are applied in batches in which no entry's source overlaps another
+ *     batch entry's dest, so after a crash the batch's dests are intact and the
+ *     whole batch can simply be applied again;
+ * <li>after each batch: flush, then rewrite the header sector with count = entries
+ *     still to apply, flush;
+ * <li>entry 0 (source = block 0) is applied by writing sectors 1..n of block 0,
+ *     flush, then sector 0 (header) alone, flush. A 512-byte sector write is atomic,
+ *     so a crash leaves either the old header (entry 0 is applied again) or the
+ *     restored block. The restored previous log block is written already marked WOB,
+ *     so a half-restored device never looks like a fresh checkpoint.
+ * </ul>
+ */
+public final class Restore {
+    /** Bound on one batch so progress is persisted every so often. */
+    private static final long MAX_BATCH_BYTES = 64L << 20;
+    private static final int MAX_BATCH_ENTRIES = 4096;
+    private static final int COPY_CHUNK = 1 << 20;
+
+    /**
+     * @param sequences    log blocks restored
+     * @param entries      entries applied
+     * @param bytes        bytes copied back
+     * @param resumed      the device was already marked WOB (an earlier restore was interrupted)
+     * @param rolledForward the log was invalid and, as asked, the checkpoint was committed instead
+     * @param validationError the validation message when rolled forward, else null
+     */
+    public record Result(long sequences, long entries, long bytes, boolean resumed,
+                         boolean rolledForward, String validationError) {}
+
+    private final BlockDevice dev;
+    private final String name;
+    private ProgressListener progress = ProgressListener.NONE;
+    private boolean forceRollForward;
+    private int maxBatchEntries = MAX_BATCH_ENTRIES;
+
+    public Restore(BlockDevice dev, String name) {
+        this.dev = dev;
+        this.name = name;
+    }
+
+    public Restore progress(ProgressListener p) {
+        this.progress = p;
+        return this;
+    }
+
+    /** On a log that fails validation, commit (live block 0 back) instead of failing, as vold does. */
+    public Restore forceRollForward(boolean force) {
+        this.forceRollForward = force;
+        return this;
+    }
+
+    /** Caps the entries per batch; tests use tiny batches so that progress is persisted mid-sequence. */
+    Restore maxBatchEntries(int n) {
+        this.maxBatchEntries = Math.max(1, n);
+        return this;
+    }
+
+    /**
+     * Validates, then restores.
+     *
+     * @throws NoCheckpointException there is no log in block 0 (exit 3)
+     * @throws LogCorruptException   the chain failed validation; nothing was written (exit 4)
+     */
+    public Result run() throws IOException {
+        LogChain.Summary summary;
+        try {
+            summary = LogChain.verify(dev, name, LogChain.Visitor.NONE, progress);
+        } catch (LogCorruptException e) {
+            if (!forceRollForward) throw e;
+            OfflineCommit.rollForward(dev, name);
+            return new Result(0, 0, 0, false, true, e.getMessage());
+        }
+        return apply(summary);
+    }
+
+    private Result apply(LogChain.Summary summary) throws IOException {
+        int bs = summary.blockSize();
+        LogBlock log = LogChain.readHead(dev, name);
+        if (log.magic() != LogBlock.MAGIC_RESTORING) {
+            log.setMagic(LogBlock.MAGIC_RESTORING);
+            writeHeaderSector(log);
+            dev.flush();
+        }
+        long done = 0, entries = 0, sequences = 0;
+        byte[] copy = new byte[Math.max(bs, COPY_CHUNK - COPY_CHUNK % bs)];
+        IntervalSet batchSources = new IntervalSet();
+        IntervalSet batchDests = new IntervalSet();
+        progress.progress("restore", 0, summary.bytes());
+        while (true) {
+            int i = (int) log.count() - 1;
+            while (i >= 1) {
+                // One batch: entries i, i-1, ..., lo, newest first.
+                batchSources.clear();
+                batchDests.clear();
+                long batchBytes = 0;
+                int lo = i;
+                while (lo >= 1 && i - lo < maxBatchEntries && batchBytes < MAX_BATCH_BYTES) {
+                    LogEntry e = log.entry(lo);
+                    long s = e.sourceSector(), d = e.destSector(), n = e.sizeBytes() / 512;
+                    if (lo != i && (batchDests.overlaps(s, s + n) || batchSources.overlaps(d, d + n))) break;
+                    batchSources.add(s, s + n);
+                    batchDests.add(d, d + n);
+                    batchBytes += e.sizeBytes();
+                    lo--;
+                }
+                lo++;
+                for (int k = i; k >= lo; k--) {
+                    LogEntry e = log.entry(k);
+                    copyRange(e.destByte(), e.sourceByte(), e.sizeBytes(), copy);
+                    done += e.sizeBytes();
+                    entries++;
+                    progress.progress("restore", done, summary.bytes());
+                }
+                dev.flush();
+                log.setCount(lo);
+                writeHeaderSector(log);
+                dev.flush();
+                i = lo - 1;
+            }
+            // Entry 0: block 0 gets the previous log block (or, for sequence 0, its original content).
+            LogEntry e0 = log.entry(0);
+            byte[] restored = LogChain.read(dev, e0.destByte(), bs);
+            boolean last = log.sequence() == 0;
+            if (!last) new LogBlock(restored).setMagic(LogBlock.MAGIC_RESTORING);
+            if (bs > 512) {
+                dev.write(512, ByteBuffer.wrap(restored, 512, bs - 512));
+                dev.flush();
+            }
+            dev.write(0, ByteBuffer.wrap(restored, 0, 512));
+            dev.flush();
+            done += bs;
+            entries++;
+            sequences++;
+            progress.progress("restore", done, summary.bytes());
+            if (last) break;
+            log = new LogBlock(restored);
+            if (log.blockSize() != bs) {
+                // verify() read this same block through its redirects; a difference means the device changed under us.
+                throw new LogCorruptException("log sequence " + log.sequence() + " changed during the restore");
+            }
+        }
+        return new Result(sequences, entries, done, summary.restoring(), false, null);
+    }
+
+    private void copyRange(long from, long to, long len, byte[] buf) throws IOException {
+        long off = 0;
+        while (off < len) {
+            int n = (int) Math.min(buf.length, len - off);
+            ByteBuffer bb = ByteBuffer.wrap(buf, 0, n);
+            dev.read(from + off, bb);
+            bb.flip();
+            dev.write(to + off, bb);
+            off += n;
+        }
+    }
+
+    /** Rewrites only the header sector: one atomic 512-byte write. */
+    private void writeHeaderSector(LogBlock log) throws IOException {
+        dev.write(0, ByteBuffer.wrap(log.bytes(), 0, 512));
+    }
+}
