@@ -2,6 +2,7 @@ package bow.bowmode;
 
 import bow.blockdev.testing.PowerCutDevice;
 import bow.bowlog.LogBlock;
+import bow.restore.Restore;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -10,6 +11,7 @@ import java.util.List;
 import java.util.Random;
 
 import static bow.bowmode.BowTestSupport.assertEqualOutside;
+import static bow.bowmode.BowTestSupport.rolledBack;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -21,14 +23,6 @@ import static org.junit.jupiter.api.Assertions.*;
 class BowEngineCrashTest {
     static final int CRASHES = Integer.getInteger("bow.test.crashes", 200);
 
-    /** Rolls back a durable image in place (the offline tool under test). */
-    interface Rollback {
-        void run(byte[] image, int bs) throws IOException;
-    }
-
-    static Rollback rollback = (image, bs) -> {
-        if (LogBlock.looksLikeLog(Arrays.copyOf(image, 4))) NaiveRollback.run(image, bs);
-    };
 
     record Setup(PowerCutDevice disk, BowEngine eng, byte[] start, List<long[]> free, int bs, int size) {}
 
@@ -78,10 +72,25 @@ class BowEngineCrashTest {
         return done;
     }
 
+    /**
+     * Rolls back what is on disk with the offline tool, cutting power during the
+     * rollback too (up to twice) and running it again, as a recovery would.
+     */
     static void checkRollback(Setup s, long seed, String when) throws Exception {
-        byte[] durable = s.disk.durableImage();
-        rollback.run(durable, s.bs);
-        assertEqualOutside(s.start, durable, s.free, "seed " + seed + ", " + when);
+        byte[] image = s.disk.durableImage();
+        Random r = new Random(seed ^ 0x5eed);
+        for (int cut = 0; cut < 2 && LogBlock.looksLikeLog(Arrays.copyOf(image, 4)); cut++) {
+            PowerCutDevice dev = new PowerCutDevice(image);
+            dev.armCrashAfterOps(r.nextInt(60), r);
+            try {
+                new Restore(dev, "crashed").run();
+            } catch (IOException e) {
+                assertTrue(dev.isDead(), () -> "rollback failed without a power cut: " + e);
+            }
+            image = dev.durableImage();
+        }
+        if (LogBlock.looksLikeLog(Arrays.copyOf(image, 4))) image = rolledBack(image);
+        assertEqualOutside(s.start, image, s.free, "seed " + seed + ", " + when);
     }
 
     @Test

@@ -91,9 +91,8 @@ class BowEngineModelTest {
         eng.flush();
 
         // Rollback branch on a copy of the device as it is now.
-        byte[] checkpointed = disk.snapshot();
-        NaiveRollback.run(checkpointed, bs);
-        assertEqualOutside(start, checkpointed, freeAtStart, "rollback");
+        byte[] rolled = rolledBack(disk.snapshot());
+        assertEqualOutside(start, rolled, freeAtStart, "rollback");
 
         // Commit branch on the device itself.
         eng.commit();

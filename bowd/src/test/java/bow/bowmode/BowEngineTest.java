@@ -134,8 +134,7 @@ class BowEngineTest {
         assertEquals(BowCrc.entryChecksum(0, bs, prev, 0, bs), e0.checksum());
         LogValidator.validate(previous, 1, disk.size(), bs);
         assertEquals(50 - 19 - 19 + 1, newest.count());
-        byte[] rolled = disk.snapshot();
-        NaiveRollback.run(rolled, bs);
+        byte[] rolled = rolledBack(disk.snapshot());
         assertEqualOutside(image, rolled, eng.freeRangesAtStart(), "rollback across sequences");
     }
 
@@ -173,8 +172,7 @@ class BowEngineTest {
         assertEquals(0, eng.freeBytes());
         // Writes to blocks already changed still work in place.
         write(eng, bs, new byte[bs]);
-        byte[] rolled = disk.snapshot();
-        NaiveRollback.run(rolled, bs);
+        byte[] rolled = rolledBack(disk.snapshot());
         assertEqualOutside(image, rolled, eng.freeRangesAtStart(), "rollback after ENOSPC");
         eng.commit();
     }
@@ -215,8 +213,7 @@ class BowEngineTest {
         }
         for (Future<?> f : fs) f.get();
         pool.shutdown();
-        byte[] rolled = disk.snapshot();
-        NaiveRollback.run(rolled, bs);
+        byte[] rolled = rolledBack(disk.snapshot());
         assertEqualOutside(image, rolled, eng.freeRangesAtStart(), "rollback after concurrent writers");
         assertTrue(eng.status().logEntries() > 0);
     }

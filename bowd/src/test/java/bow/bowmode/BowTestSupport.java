@@ -2,6 +2,7 @@ package bow.bowmode;
 
 import bow.blockdev.BlockDevice;
 import bow.blockdev.MemoryBlockDevice;
+import bow.restore.Restore;
 
 import java.nio.ByteBuffer;
 import java.util.List;
@@ -38,4 +39,11 @@ final class BowTestSupport {
     }
 
     static MemoryBlockDevice memory(byte[] image) { return new MemoryBlockDevice(image); }
+
+    /** The offline rollback (bowctl rollback) run on a copy of {@code image}; returns the result. */
+    static byte[] rolledBack(byte[] image) throws Exception {
+        MemoryBlockDevice dev = new MemoryBlockDevice(image);
+        new Restore(dev, "test image").run();
+        return dev.snapshot();
+    }
 }
