@@ -77,8 +77,7 @@ public final class PersistentEngine implements ModeEngine {
     /** Opens the engine on existing devices; loads a snapshot if the COW has one. The caller owns the devices. */
     public static PersistentEngine open(BlockDevice origin, BlockDevice cow, Options options) throws IOException {
         if (options.chunkSectors() != 0) PersistentFormat.validateChunkSize(options.chunkSectors(), SECTOR);
-        if (origin.size() % SECTOR != 0) throw new IllegalArgumentException("origin size " + origin.size() + " is not a multiple of 512");
-        PersistentEngine e = new PersistentEngine(origin, cow, options);
+                PersistentEngine e = new PersistentEngine(origin, cow, options);
         PersistentStore s = PersistentStore.load(cow, options.chunkSectors(), log::warn);
         e.store = s;
         if (s == null) e.state = State.NO_SNAPSHOT;
@@ -253,23 +252,21 @@ public final class PersistentEngine implements ModeEngine {
 
     // ---------------------------------------------------------------- I/O paths
 
-    private static void checkAligned(BlockDevice dev, long offset, long length, boolean write) throws DeviceException {
+    /** Any byte range inside the device works; the chunk logic is byte-exact. */
+    private static void checkRequest(BlockDevice dev, long offset, long length, boolean write) throws DeviceException {
         BlockDevice.checkRange(dev, offset, length, write);
-        if (offset % SECTOR != 0 || length % SECTOR != 0) {
-            throw new DeviceException(Errno.EINVAL, "request [" + offset + ", +" + length + ") is not 512-byte aligned");
-        }
     }
 
     /** Marks the snapshot invalid on disk (kernel: __invalidate_snapshot). */
-    private void invalidate(String why) throws IOException {
+    private synchronized void invalidate(String why) throws IOException {
+        if (state == State.INVALID) return;
         PersistentStore s = store;
+        // Only once valid = 0 is durable may origin writes go through uncopied; if the header
+        // write fails, the state stays CHECKPOINT and writes keep failing with EIO.
+        s.invalidate();
         lastError = why;
         log.error("snapshot invalidated: {}", why);
-        synchronized (this) {
-            if (state == State.INVALID) return;
-            state = State.INVALID;
-        }
-        s.invalidate();
+        state = State.INVALID;
     }
 
     private void originWrite(long offset, ByteBuffer src) throws IOException {
@@ -470,7 +467,7 @@ public final class PersistentEngine implements ModeEngine {
     private final class OriginView extends View {
         @Override
         public void read(long offset, ByteBuffer dst) throws IOException {
-            checkAligned(this, offset, dst.remaining(), false);
+            checkRequest(this, offset, dst.remaining(), false);
             lifecycle.readLock().lock();
             try {
                 if (state == State.MERGING) mergingRead(offset, dst);
@@ -482,7 +479,7 @@ public final class PersistentEngine implements ModeEngine {
 
         @Override
         public void write(long offset, ByteBuffer src) throws IOException {
-            checkAligned(this, offset, src.remaining(), true);
+            checkRequest(this, offset, src.remaining(), true);
             if (!src.hasRemaining()) return;
             lifecycle.readLock().lock();
             try {
@@ -502,7 +499,7 @@ public final class PersistentEngine implements ModeEngine {
     private final class SnapshotView extends View {
         @Override
         public void read(long offset, ByteBuffer dst) throws IOException {
-            checkAligned(this, offset, dst.remaining(), false);
+            checkRequest(this, offset, dst.remaining(), false);
             lifecycle.readLock().lock();
             try {
                 if (state == State.MERGING) mergingRead(offset, dst);
@@ -514,7 +511,7 @@ public final class PersistentEngine implements ModeEngine {
 
         @Override
         public void write(long offset, ByteBuffer src) throws IOException {
-            checkAligned(this, offset, src.remaining(), true);
+            checkRequest(this, offset, src.remaining(), true);
             if (!src.hasRemaining()) return;
             lifecycle.readLock().lock();
             try {

@@ -43,7 +43,7 @@ public final class PersistentFormat {
     }
 
     /** One exception: origin chunk {@code oldChunk} is stored in COW chunk {@code newChunk}. */
-    public record Exception(long oldChunk, long newChunk) {}
+    public record DiskException(long oldChunk, long newChunk) {}
 
     /** The header as the kernel writes it: a whole zeroed chunk with the 16-byte header at its start. */
     public static byte[] encodeHeader(Header h, int chunkBytes) {
@@ -169,10 +169,10 @@ public final class PersistentFormat {
     }
 
     /** Decodes the exceptions of one area (up to the terminator). */
-    public static Exception[] decodeArea(byte[] area, int epa) {
+    public static DiskException[] decodeArea(byte[] area, int epa) {
         int n = countExceptions(area, epa);
-        Exception[] out = new Exception[n];
-        for (int i = 0; i < n; i++) out[i] = new Exception(oldChunkAt(area, i), newChunkAt(area, i));
+        DiskException[] out = new DiskException[n];
+        for (int i = 0; i < n; i++) out[i] = new DiskException(oldChunkAt(area, i), newChunkAt(area, i));
         return out;
     }
 
