@@ -92,6 +92,9 @@ public final class PersistentEngine implements ModeEngine {
 
     public State state() { return state; }
 
+    /** The current store, null in NO_SNAPSHOT. */
+    PersistentStore store() { return store; }
+
     @Override public String mode() { return "persistent"; }
 
     @Override public Map<String, BlockDevice> exports() { return exports; }

@@ -279,6 +279,16 @@ public final class PersistentStore {
         }
     }
 
+    /** Exception batches waiting for the committer (for tests of group commit). */
+    int queuedCommits() {
+        commitLock.lock();
+        try {
+            return queue.size();
+        } finally {
+            commitLock.unlock();
+        }
+    }
+
     private void writeGroup(List<Batch> group) throws IOException {
         if (!isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
         boolean dirty = false;
