@@ -186,6 +186,16 @@ public final class PersistentEngine implements ModeEngine {
             try {
                 if (state == State.INVALID) throw new IllegalStateException("the snapshot is invalid (COW overflowed or failed): it cannot be rolled back");
                 if (state == State.NO_SNAPSHOT) throw new IllegalStateException("no checkpoint to roll back");
+                if (state == State.MERGING && mergeFailed) {
+                    // after a failed or interrupted merge, trust only what is on disk
+                    store = PersistentStore.load(cow, 0, log::warn);
+                    if (store == null) {
+                        state = State.NO_SNAPSHOT;
+                        mergeFailed = false;
+                        return;
+                    }
+                    if (!store.isValid()) throw new IllegalStateException("the snapshot became invalid: it cannot be rolled back");
+                }
                 state = State.MERGING;   // from here on, I/O goes through the merging view
                 mergeFailed = false;
                 lastError = "";

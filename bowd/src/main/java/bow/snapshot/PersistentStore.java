@@ -330,10 +330,10 @@ public final class PersistentStore {
 
     /** Removes the store: zeroes the header chunk so the COW is no snapshot at all. */
     public void drop() throws IOException {
-        dropped = true;
-        synchronized (this) { map.clear(); }
         cow.write(0, ByteBuffer.wrap(new byte[chunkBytes]));
         cow.flush();
+        dropped = true;
+        synchronized (this) { map.clear(); }
     }
 
     /** Sets or clears bow's merge-in-progress marker in the header (ignored by the kernel). */
@@ -374,12 +374,16 @@ public final class PersistentStore {
     public void commitMerge(int merged) throws IOException {
         if (merged > currentCommitted) throw new IllegalArgumentException("merged " + merged + " > " + currentCommitted);
         long[] olds = new long[merged];
+        byte[] next = area.clone(); // memory changes only once the write succeeded: a retry must see the same area
         for (int i = 0; i < merged; i++) {
             int idx = currentCommitted - 1 - i;
-            olds[i] = oldChunkAt(area, idx);
-            putException(area, idx, 0, 0);
+            olds[i] = oldChunkAt(next, idx);
+            putException(next, idx, 0, 0);
         }
-        writeAreaDurably();
+        cow.flush();
+        cow.write(areaLocation(epa, currentArea) * chunkBytes, ByteBuffer.wrap(next));
+        cow.flush();
+        area = next;
         currentCommitted -= merged;
         synchronized (this) {
             for (long o : olds) map.remove(o);
