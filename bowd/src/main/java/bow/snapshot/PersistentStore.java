@@ -159,6 +159,9 @@ public final class PersistentStore {
                 byte[] buf = getFuture(window.poll());
                 int n = insertArea(buf, a, cowChunks);
                 if (n < epa) {
+                    // Entries after the terminator can be left by a torn area write; the next
+                    // commit rewrites the whole area, so drop them now or they would come back.
+                    java.util.Arrays.fill(buf, n * EXCEPTION_BYTES, chunkBytes, (byte) 0);
                     area = buf;
                     currentArea = a;
                     currentCommitted = n;

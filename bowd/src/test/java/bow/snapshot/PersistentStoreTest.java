@@ -214,4 +214,26 @@ class PersistentStoreTest {
         assertEquals((lastData + 1) * 8, s.usage().sectorsAllocated());
         assertEquals((n / 256 + 2) * 8, s.usage().metadataSectors());
     }
+
+    /** Entries after the terminator (left by a torn write) must not come back when the area is next written. */
+    @Test
+    void entriesAfterTheTerminatorAreDropped() throws Exception {
+        byte[] img = new byte[80 * CB];
+        handHeader(img, 0x70416e53, 1, 1, 1);
+        handEntry(img, 1, CB, 0, 10, 2);
+        handEntry(img, 1, CB, 1, 11, 3);
+        handEntry(img, 1, CB, 5, 99, 20); // stale, beyond the terminator at index 2
+        MemoryBlockDevice cow = new MemoryBlockDevice(img);
+        PersistentStore s = PersistentStore.load(cow, 0, null);
+        assertEquals(2, s.exceptionCount());
+        for (int i = 0; i < 3; i++) { // fills slots 2..4; slot 5 held the stale entry
+            long c = s.prepare();
+            assertEquals(4 + i, c);
+            s.commit(new long[] {200 + i}, new long[] {c}, 1);
+        }
+        PersistentStore again = PersistentStore.load(cow, 0, null);
+        assertEquals(5, again.exceptionCount());
+        assertEquals(0, again.lookup(99));
+        assertEquals(0, leLong(cow.snapshot(), CB + 16 * 5 + 8), "terminator after the new entries");
+    }
 }
