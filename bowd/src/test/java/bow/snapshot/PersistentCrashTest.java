@@ -111,40 +111,46 @@ class PersistentCrashTest {
             Machine m = new Machine(init, new byte[(int) PersistentFormat.cowBytesFor(chunks, cs)]);
             PersistentEngine e = PersistentEngine.open(m.originDev(), m.cowDev(), new PersistentEngine.Options(cs, false, false));
             e.startCheckpoint();
-            m.arm(r.nextInt(250), r);
-            byte[] model = init.clone();      // what the origin reads as
-            byte[] durable = init.clone();    // state at the last completed flush
-            List<int[]> sinceFlush = new ArrayList<>();
-            try {
-                for (int k = 0; k < 80; k++) {
-                    if (r.nextInt(4) == 0) {
-                        e.exports().get("").flush();
-                        durable = model.clone();
-                        sinceFlush.clear();
-                        continue;
+            // two rounds: the second one writes on top of metadata reloaded after the first crash
+            for (int round = 0; round < 2; round++) {
+                m.arm(r.nextInt(250), r);
+                byte[] model = m.origin.liveImage(); // what the origin reads as
+                byte[] durable = model.clone();      // state at the last completed flush
+                List<int[]> sinceFlush = new ArrayList<>();
+                try {
+                    for (int k = 0; k < 80; k++) {
+                        if (r.nextInt(4) == 0) {
+                            e.exports().get("").flush();
+                            durable = model.clone();
+                            sinceFlush.clear();
+                            continue;
+                        }
+                        int off = r.nextInt(4) == 0 ? r.nextInt(SIZE) : 512 * r.nextInt(SIZE / 512);
+                        int len = Math.min(SIZE - off, r.nextBoolean() ? 1 + r.nextInt(4096) : 512 * (1 + r.nextInt(120)));
+                        byte[] d = random(r, len);
+                        sinceFlush.add(new int[] {off, len});
+                        e.exports().get("").write(off, ByteBuffer.wrap(d));
+                        System.arraycopy(d, 0, model, off, len);
                     }
-                    int off = r.nextInt(4) == 0 ? r.nextInt(SIZE) : 512 * r.nextInt(SIZE / 512);
-                    int len = Math.min(SIZE - off, r.nextBoolean() ? 1 + r.nextInt(4096) : 512 * (1 + r.nextInt(120)));
-                    byte[] d = random(r, len);
-                    sinceFlush.add(new int[] {off, len});
-                    e.exports().get("").write(off, ByteBuffer.wrap(d));
-                    System.arraycopy(d, 0, model, off, len);
+                    e.exports().get("").flush();
+                    sinceFlush.clear();
+                    durable = model.clone();
+                } catch (IOException crashed) {
+                    assertTrue(m.origin.isDead() && m.cow.isDead(), "only the power cut may fail a write: " + crashed);
                 }
-            } catch (IOException crashed) {
-                assertTrue(m.origin.isDead() && m.cow.isDead(), "only the power cut may fail a write: " + crashed);
+                m.reboot();
+                // flushed writes survived (bytes not touched since the last flush)
+                byte[] originNow = m.origin.durableImage();
+                boolean[] touched = new boolean[SIZE];
+                for (int[] w : sinceFlush) Arrays.fill(touched, w[0], w[0] + w[1], true);
+                for (int i = 0; i < SIZE; i++) {
+                    if (!touched[i] && originNow[i] != durable[i]) fail("round " + round + ": flushed origin byte " + i + " lost");
+                }
+                e = PersistentEngine.open(m.originDev(), m.cowDev(), PersistentEngine.Options.defaults());
+                assertEquals(PersistentEngine.State.CHECKPOINT, e.state());
+                assertArrayEquals(init, readAll(e.exports().get("snapshot")), "round " + round + ": snapshot is the starting image");
             }
-            m.reboot();
-            // flushed writes survived (bytes not touched since the last flush)
-            byte[] originNow = m.origin.durableImage();
-            boolean[] touched = new boolean[SIZE];
-            for (int[] w : sinceFlush) Arrays.fill(touched, w[0], w[0] + w[1], true);
-            for (int i = 0; i < SIZE; i++) {
-                if (!touched[i] && originNow[i] != durable[i]) fail("flushed origin byte " + i + " lost");
-            }
-            PersistentEngine after = PersistentEngine.open(m.originDev(), m.cowDev(), PersistentEngine.Options.defaults());
-            assertEquals(PersistentEngine.State.CHECKPOINT, after.state());
-            assertArrayEquals(init, readAll(after.exports().get("snapshot")), "snapshot is the starting image");
-            after.rollback();
+            e.rollback();
             assertArrayEquals(init, m.origin.liveImage(), "merge restores the starting image");
         }));
     }
