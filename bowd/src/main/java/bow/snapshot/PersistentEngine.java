@@ -310,9 +310,13 @@ public final class PersistentEngine implements ModeEngine {
         long[] news = new long[m];
         int cb = s.chunkBytes();
         try {
-            for (int i = 0; i < m; i++) {
-                news[i] = s.prepare();
-                copyChunk(olds[i], news[i], cb, null, 0, 0);
+            for (int i = 0; i < m; i++) news[i] = s.prepare();
+            // copy runs of consecutive origin chunks that got consecutive COW chunks with one read and one write
+            for (int i = 0; i < m; ) {
+                int j = i + 1;
+                while (j < m && olds[j] == olds[j - 1] + 1 && news[j] == news[j - 1] + 1 && (j - i) * (long) cb < (4 << 20)) j++;
+                copyRun(olds[i], news[i], j - i, cb);
+                i = j;
             }
             s.commit(olds, news, m);
         } catch (IOException e) {
@@ -320,6 +324,15 @@ public final class PersistentEngine implements ModeEngine {
             // same, but only once valid = 0 is on disk, so a snapshot never silently lies.
             invalidate(DeviceException.errnoOf(e) == Errno.ENOSPC ? "COW device is full" : "COW write failed: " + e.getMessage());
         }
+    }
+
+    private void copyRun(long firstOld, long firstNew, int count, int cb) throws IOException {
+        long at = firstOld * cb;
+        int len = (int) Math.min((long) count * cb, origin.size() - at);
+        ByteBuffer buf = ByteBuffer.allocate(len);
+        origin.read(at, buf);
+        buf.flip();
+        cow.write(firstNew * cb, buf);
     }
 
     /** Reads origin chunk {@code oldChunk} (clipped at the origin's end), overlays data, writes it to COW chunk {@code newChunk}. */

@@ -368,4 +368,49 @@ class PersistentEngineTest {
             assertArrayEquals(init, origin.snapshot(), "fail at " + failAt);
         }
     }
+
+    /** I/O keeps going during an online merge; the result is the snapshot plus the writes made meanwhile. */
+    @Test
+    void ioDuringOnlineMerge() throws Exception {
+        int seeds = Math.max(1, TestProps.seeds() / 8);
+        for (int seed = 0; seed < seeds; seed++) {
+            Random r = new Random(seed * 0x9E3779B97F4A7C15L);
+            byte[] init = pattern(512 * CB * 4, seed);
+            MemoryBlockDevice origin = new MemoryBlockDevice(init);
+            PersistentEngine e = started(origin, new MemoryBlockDevice((int) PersistentFormat.cowBytesFor(512, 4)),
+                    new PersistentEngine.Options(4, false, false));
+            BlockDevice o = e.exports().get("");
+            for (int k = 0; k < 40; k++) {
+                int off = 512 * r.nextInt(init.length / 512 - 200);
+                write(o, off, pattern(512 * (1 + r.nextInt(200)), 50 + k));
+            }
+            byte[] model = init.clone();
+            AtomicReference<Throwable> err = new AtomicReference<>();
+            CountDownLatch merging = new CountDownLatch(1);
+            Thread merger = new Thread(() -> {
+                try {
+                    e.rollback((d, t) -> merging.countDown());
+                } catch (Throwable x) {
+                    err.set(x);
+                }
+            });
+            merger.start();
+            assertTrue(merging.await(30, TimeUnit.SECONDS));
+            for (int k = 0; k < 300; k++) {
+                int off = r.nextInt(init.length - 5000);
+                int len = 1 + r.nextInt(5000);
+                if (r.nextBoolean()) {
+                    byte[] d = pattern(len, 200 + k);
+                    write(o, off, d);
+                    System.arraycopy(d, 0, model, off, len);
+                } else {
+                    assertArrayEquals(Arrays.copyOfRange(model, off, off + len), read(o, off, len), "seed " + seed + " op " + k);
+                }
+            }
+            merger.join();
+            assertNull(err.get());
+            assertEquals(PersistentEngine.State.NO_SNAPSHOT, e.state());
+            assertArrayEquals(model, origin.snapshot(), "seed " + seed);
+        }
+    }
 }
