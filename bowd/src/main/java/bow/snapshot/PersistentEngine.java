@@ -31,6 +31,24 @@ import static bow.snapshot.PersistentFormat.SECTOR;
  *     both exports show the merged result (the snapshot, plus writes made since).</li>
  * </ul>
  *
+ * <p>Where this differs from the kernel (on-disk bytes are the same):
+ * <ul>
+ * <li>A new store zeroes area 0 before writing the header (the kernel writes the header
+ *     first), wiping the old header before either, each step flushed: a crash never shows a
+ *     stale snapshot.</li>
+ * <li>Allocation refuses (ENOSPC) a data chunk whose following metadata area would not fit
+ *     on the COW; the kernel would allocate it and then fail zeroing that area and invalidate.
+ *     So {@link PersistentFormat#cowBytesFor} is exact: n exceptions fit, n + 1 do not.</li>
+ * <li>When an exception cannot be committed, origin writes go through only once valid = 0
+ *     is durable in the header; otherwise they fail with EIO.</li>
+ * <li>Snapshot writes that overflow (option overflow) fail with ENOSPC (the kernel: EIO).
+ *     As in the kernel, overflow concerns snapshot writes only: an origin write that needs a
+ *     copy on a full COW invalidates the snapshot even with overflow on.</li>
+ * <li>bow's merge marker (header bytes 16..19, which the kernel leaves zero and ignores)
+ *     says a merge was started, so an interrupted merge is resumed, never mistaken for a
+ *     checkpoint.</li>
+ * </ul>
+ *
  * <p>Locking: a lifecycle read/write lock (shared by all I/O, exclusive only for state
  * changes) and striped per-chunk locks: an origin write that must copy a chunk holds the
  * chunk's stripe exclusively from the copy until its origin write is done, so two writers
@@ -117,13 +135,12 @@ public final class PersistentEngine implements ModeEngine {
         }
         if (!lastError.isEmpty()) d.put("error", lastError);
         long free = 0, backed = 0, entries = 0;
-        int blockSize = SECTOR;
+        int blockSize = SECTOR; // requests of any byte range work; the chunk size is in details
         if (s != null && s.isValid()) {
             PersistentFormat.Usage u = s.usage();
             free = (u.totalSectors() - u.sectorsAllocated()) * SECTOR;
             entries = s.exceptionCount();
             backed = entries * s.chunkBytes();
-            blockSize = s.chunkBytes();
         }
         return new EngineStatus(mode(), st.name(), "origin", origin.size(), blockSize, Math.max(0, free), backed,
                 0, entries, 0, d);
