@@ -1,0 +1,396 @@
+package bow.snapshot;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DeviceException;
+import bow.blockdev.Errno;
+import bow.snapshot.PersistentFormat.Header;
+import bow.snapshot.PersistentFormat.Usage;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.locks.Condition;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
+
+import static bow.snapshot.PersistentFormat.*;
+
+/**
+ * The persistent exception store on a COW device, following dm-snap-persistent.c:
+ * header handling, metadata load, chunk allocation, group commit of exceptions, and
+ * the merge primitives (prepare_merge / commit_merge).
+ *
+ * <p>Threads: {@link #lookup}, {@link #prepare} and {@link #usage} take this object's
+ * monitor briefly (no I/O under it). {@link #commit} is a group commit: the first
+ * waiting writer becomes the committer and writes every queued exception with one
+ * flush-area-flush sequence while the others wait. The merge methods are for one
+ * merging thread at a time, while no commit runs.
+ */
+public final class PersistentStore {
+    /** Areas read ahead while loading (the kernel prefetches 12). */
+    static final int PREFETCH_AREAS = 16;
+
+    private final BlockDevice cow;
+    private final int chunkSectors;
+    private final int chunkBytes;
+    private final int epa;
+    private final long cowBytes;
+
+    private final ExceptionMap map;          // guarded by this
+    private long nextFree;                   // guarded by this
+    private volatile boolean valid;
+    private volatile boolean merging;        // header carries bow's merge marker
+    private volatile boolean dropped;
+
+    // The current metadata area: touched only by the committer or the merging thread.
+    private byte[] area;
+    private long currentArea;
+    private int currentCommitted;
+
+    private final ReentrantLock commitLock = new ReentrantLock();
+    private final Condition commitDone = commitLock.newCondition();
+    private final ArrayDeque<Batch> queue = new ArrayDeque<>();
+    private boolean committerActive;
+
+    private static final class Batch {
+        final long[] olds, news;
+        final int n;
+        boolean done;
+        IOException error;
+        Batch(long[] olds, long[] news, int n) { this.olds = olds; this.news = news; this.n = n; }
+    }
+
+    private PersistentStore(BlockDevice cow, int chunkSectors, boolean valid) {
+        this.cow = cow;
+        this.chunkSectors = chunkSectors;
+        this.chunkBytes = chunkSectors * SECTOR;
+        this.epa = PersistentFormat.exceptionsPerArea(chunkSectors);
+        this.cowBytes = cow.size();
+        this.map = new ExceptionMap();
+        this.valid = valid;
+        this.area = new byte[chunkBytes];
+        this.nextFree = HEADER_CHUNKS + 1; // header and first area
+    }
+
+    /** Reads the header sector of a COW device (chunk size not yet known: the header is in sector 0). */
+    public static Header readHeader(BlockDevice cow) throws IOException {
+        if (cow.size() < SECTOR) throw new IOException("COW device of " + cow.size() + " bytes is too small for a snapshot header");
+        ByteBuffer b = ByteBuffer.allocate(SECTOR);
+        cow.read(0, b);
+        return decodeHeader(b.array());
+    }
+
+    /**
+     * Starts a fresh, empty snapshot on {@code cow} (whatever it held): the old header is
+     * wiped first, then area 0 is zeroed, then the new header is written, each flushed,
+     * so a crash leaves either no snapshot or an empty one.
+     */
+    public static PersistentStore create(BlockDevice cow, int chunkSectors) throws IOException {
+        validateChunkSize(chunkSectors, SECTOR);
+        checkCowFits(cow, chunkSectors);
+        PersistentStore s = new PersistentStore(cow, chunkSectors, true);
+        cow.writeZeroes(0, SECTOR);
+        cow.flush();
+        cow.write(s.chunkBytes, ByteBuffer.wrap(new byte[s.chunkBytes]));
+        cow.flush();
+        cow.write(0, ByteBuffer.wrap(encodeHeader(Header.fresh(chunkSectors), s.chunkBytes)));
+        cow.flush();
+        s.currentArea = 0;
+        s.currentCommitted = 0;
+        return s;
+    }
+
+    /**
+     * Loads an existing store, or returns null when the COW holds none (magic 0).
+     * A chunk size in the header that differs from {@code configuredChunkSectors}
+     * (0 = not configured) wins, with a warning. An invalidated snapshot loads with
+     * {@link #isValid()} false and no exceptions, like the kernel.
+     */
+    public static PersistentStore load(BlockDevice cow, int configuredChunkSectors, Consumer<String> warn) throws IOException {
+        Header h = readHeader(cow);
+        if (h.isNew()) return null;
+        String err = checkHeader(h);
+        if (err != null) throw new DeviceException(Errno.EINVAL, "COW: " + err);
+        if (configuredChunkSectors != 0 && configuredChunkSectors != h.chunkSectors() && warn != null) {
+            warn.accept("chunk size " + h.chunkSectors() + " in device metadata overrides configured chunk size of "
+                    + configuredChunkSectors);
+        }
+        checkCowFits(cow, h.chunkSectors());
+        PersistentStore s = new PersistentStore(cow, h.chunkSectors(), h.isValid());
+        s.merging = h.merging();
+        if (s.valid) s.readExceptions();
+        return s;
+    }
+
+    private static void checkCowFits(BlockDevice cow, int chunkSectors) throws DeviceException {
+        long need = 2L * chunkSectors * SECTOR;
+        if (cow.size() < need) {
+            throw new DeviceException(Errno.ENOSPC, "COW device of " + cow.size() + " bytes is too small: chunk size "
+                    + chunkSectors + " sectors needs at least " + need + " bytes (header and one metadata area)");
+        }
+    }
+
+    /** read_exceptions(): areas in order until one is not full, with parallel read-ahead. */
+    private void readExceptions() throws IOException {
+        long cowChunks = cowBytes / chunkBytes;
+        ExecutorService pool = Executors.newFixedThreadPool(4, r -> {
+            Thread t = new Thread(r, "snap-meta-read");
+            t.setDaemon(true);
+            return t;
+        });
+        ArrayDeque<Future<byte[]>> window = new ArrayDeque<>();
+        long prefetched = 0;
+        try {
+            for (long a = 0; ; a++) {
+                while (prefetched <= a + PREFETCH_AREAS && areaLocation(epa, prefetched) < cowChunks) {
+                    long loc = areaLocation(epa, prefetched++);
+                    window.add(pool.submit(() -> readChunk(loc)));
+                }
+                if (window.isEmpty()) {
+                    throw new DeviceException(Errno.EIO, "COW: metadata area " + a + " (chunk " + areaLocation(epa, a)
+                            + ") lies past the end of the COW device; the metadata is corrupt");
+                }
+                byte[] buf = getFuture(window.poll());
+                int n = insertArea(buf, a, cowChunks);
+                if (n < epa) {
+                    // Entries after the terminator can be left by a torn area write; the next
+                    // commit rewrites the whole area, so drop them now or they would come back.
+                    java.util.Arrays.fill(buf, n * EXCEPTION_BYTES, chunkBytes, (byte) 0);
+                    area = buf;
+                    currentArea = a;
+                    currentCommitted = n;
+                    break;
+                }
+            }
+        } finally {
+            for (Future<byte[]> f : window) f.cancel(false);
+            pool.shutdownNow();
+        }
+        synchronized (this) { nextFree = skipMetadata(epa, nextFree); }
+    }
+
+    private int insertArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
+        ByteBuffer bb = ByteBuffer.wrap(buf).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        synchronized (this) {
+            for (int i = 0; i < epa; i++) {
+                long oldChunk = bb.getLong(i * EXCEPTION_BYTES);
+                long newChunk = bb.getLong(i * EXCEPTION_BYTES + 8);
+                if (newChunk == 0) return i;
+                if (newChunk < 0 || newChunk >= cowChunks || isMetadataChunk(epa, newChunk) || oldChunk < 0) {
+                    throw new DeviceException(Errno.EIO, "COW: metadata area " + areaIndex + " entry " + i + " maps chunk "
+                            + oldChunk + " to " + newChunk + ", which is not a data chunk of a " + cowChunks
+                            + "-chunk COW; the metadata is corrupt");
+                }
+                if (nextFree <= newChunk) nextFree = newChunk + 1;
+                map.put(oldChunk, newChunk);
+            }
+            return epa;
+        }
+    }
+
+    private byte[] readChunk(long chunk) throws IOException {
+        byte[] b = new byte[chunkBytes];
+        cow.read(chunk * chunkBytes, ByteBuffer.wrap(b));
+        return b;
+    }
+
+    private static byte[] getFuture(Future<byte[]> f) throws IOException {
+        try {
+            return f.get();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("interrupted while loading snapshot metadata");
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof IOException io) throw io;
+            throw new IOException("loading snapshot metadata failed", e.getCause());
+        }
+    }
+
+    public int chunkSectors() { return chunkSectors; }
+    public int chunkBytes() { return chunkBytes; }
+    public int exceptionsPerArea() { return epa; }
+    public boolean isValid() { return valid && !dropped; }
+    public boolean isMerging() { return merging; }
+    public BlockDevice cow() { return cow; }
+
+    /** The COW chunk holding origin chunk {@code oldChunk}, or 0 when there is no exception. */
+    public synchronized long lookup(long oldChunk) { return map.get(oldChunk); }
+
+    public synchronized int exceptionCount() { return map.size(); }
+
+    public synchronized Usage usage() { return PersistentFormat.usage(nextFree, currentArea, chunkSectors, cowBytes); }
+
+    /**
+     * prepare_exception(): allocates the COW chunk for a new exception, skipping
+     * metadata areas. ENOSPC when the data chunk, or the metadata area that follows
+     * it (which must be zeroed when the area before fills up), does not fit.
+     */
+    public synchronized long prepare() throws DeviceException {
+        if (!isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
+        long c = nextFree;
+        if ((c + 1) * chunkBytes > cowBytes) throw new DeviceException(Errno.ENOSPC, "COW device is full");
+        long after = skipMetadata(epa, c + 1);
+        if (after != c + 1 && after * chunkBytes > cowBytes) throw new DeviceException(Errno.ENOSPC, "COW device is full");
+        nextFree = after;
+        return c;
+    }
+
+    /**
+     * commit_exception() with group commit: makes the exceptions durable (their data
+     * chunks were written by the caller) and visible to {@link #lookup}. Returns when
+     * the metadata holding them has been flushed. Concurrent callers share flushes.
+     */
+    public void commit(long[] olds, long[] news, int n) throws IOException {
+        if (n == 0) return;
+        Batch mine = new Batch(olds, news, n);
+        commitLock.lock();
+        try {
+            queue.add(mine);
+            while (!mine.done) {
+                if (committerActive) {
+                    commitDone.awaitUninterruptibly();
+                    continue;
+                }
+                committerActive = true;
+                List<Batch> group = new ArrayList<>(queue);
+                queue.clear();
+                commitLock.unlock();
+                IOException err = null;
+                try {
+                    writeGroup(group);
+                } catch (IOException e) {
+                    valid = false; // like the kernel: a failed metadata write kills the snapshot
+                    err = e;
+                } finally {
+                    commitLock.lock();
+                }
+                committerActive = false;
+                for (Batch b : group) { b.done = true; b.error = err; }
+                commitDone.signalAll();
+            }
+        } finally {
+            commitLock.unlock();
+        }
+        if (mine.error != null) {
+            throw new DeviceException(DeviceException.errnoOf(mine.error), "committing exceptions failed: " + mine.error.getMessage(), mine.error);
+        }
+    }
+
+    /** Exception batches waiting for the committer (for tests of group commit). */
+    int queuedCommits() {
+        commitLock.lock();
+        try {
+            return queue.size();
+        } finally {
+            commitLock.unlock();
+        }
+    }
+
+    private void writeGroup(List<Batch> group) throws IOException {
+        if (!isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
+        boolean dirty = false;
+        for (Batch b : group) {
+            for (int i = 0; i < b.n; i++) {
+                putException(area, currentCommitted++, b.olds[i], b.news[i]);
+                dirty = true;
+                if (currentCommitted == epa) {
+                    // The next area must read as empty before this one is seen as full.
+                    cow.write(areaLocation(epa, currentArea + 1) * chunkBytes, ByteBuffer.wrap(new byte[chunkBytes]));
+                    writeAreaDurably();
+                    currentArea++;
+                    currentCommitted = 0;
+                    area = new byte[chunkBytes];
+                    dirty = false;
+                }
+            }
+        }
+        if (dirty) writeAreaDurably();
+        synchronized (this) {
+            for (Batch b : group) for (int i = 0; i < b.n; i++) map.put(b.olds[i], b.news[i]);
+        }
+    }
+
+    /** The kernel's area write with REQ_PREFLUSH | REQ_FUA: flush, write, flush. */
+    private void writeAreaDurably() throws IOException {
+        cow.flush();
+        cow.write(areaLocation(epa, currentArea) * chunkBytes, ByteBuffer.wrap(area.clone()));
+        cow.flush();
+    }
+
+    /** drop_snapshot(): writes the header with valid = 0 and flushes. Exceptions are forgotten. */
+    public void invalidate() throws IOException {
+        valid = false;
+        synchronized (this) { map.clear(); }
+        cow.write(0, ByteBuffer.wrap(encodeHeader(new Header(SNAP_MAGIC, 0, DISK_VERSION, chunkSectors, 0), chunkBytes)));
+        cow.flush();
+    }
+
+    /** Removes the store: zeroes the header chunk so the COW is no snapshot at all. */
+    public void drop() throws IOException {
+        cow.write(0, ByteBuffer.wrap(new byte[chunkBytes]));
+        cow.flush();
+        dropped = true;
+        synchronized (this) { map.clear(); }
+    }
+
+    /** Sets or clears bow's merge-in-progress marker in the header (ignored by the kernel). */
+    public void setMergeMarker(boolean on) throws IOException {
+        Header h = Header.fresh(chunkSectors).withMerging(on);
+        cow.write(0, ByteBuffer.wrap(encodeHeader(h, chunkBytes)));
+        cow.flush();
+        merging = on;
+    }
+
+    /** One run of consecutive exceptions to merge: origin chunks [lastOld-count+1, lastOld] live at COW [lastNew-count+1, lastNew]. */
+    public record MergeRun(long lastOld, long lastNew, int count) {}
+
+    /** prepare_merge(): the newest run of consecutive exceptions, or null when none is left. */
+    public MergeRun prepareMerge() throws IOException {
+        if (currentCommitted == 0) {
+            if (currentArea == 0) return null;
+            currentArea--;
+            area = readChunk(areaLocation(epa, currentArea));
+            currentCommitted = epa;
+        }
+        long lastOld = oldChunkAt(area, currentCommitted - 1);
+        long lastNew = newChunkAt(area, currentCommitted - 1);
+        int n = 1;
+        while (n < currentCommitted
+                && oldChunkAt(area, currentCommitted - 1 - n) == lastOld - n
+                && newChunkAt(area, currentCommitted - 1 - n) == lastNew - n) {
+            n++;
+        }
+        return new MergeRun(lastOld, lastNew, n);
+    }
+
+    /**
+     * commit_merge(): the last {@code merged} exceptions of the current area (whose data the
+     * caller has copied to the origin and flushed) are zeroed in the area, which is written
+     * with flush + FUA; then they leave the in-memory map.
+     */
+    public void commitMerge(int merged) throws IOException {
+        if (merged > currentCommitted) throw new IllegalArgumentException("merged " + merged + " > " + currentCommitted);
+        long[] olds = new long[merged];
+        byte[] next = area.clone(); // memory changes only once the write succeeded: a retry must see the same area
+        for (int i = 0; i < merged; i++) {
+            int idx = currentCommitted - 1 - i;
+            olds[i] = oldChunkAt(next, idx);
+            putException(next, idx, 0, 0);
+        }
+        cow.flush();
+        cow.write(areaLocation(epa, currentArea) * chunkBytes, ByteBuffer.wrap(next));
+        cow.flush();
+        area = next;
+        currentCommitted -= merged;
+        synchronized (this) {
+            for (long o : olds) map.remove(o);
+            nextFree = areaLocation(epa, currentArea) + currentCommitted + 1;
+        }
+    }
+}
