@@ -7,6 +7,8 @@ import bow.bowlog.BowCrc;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogEntry;
 import bow.engine.ModeEngine;
+import bow.restore.LogChain;
+import bow.restore.ProgressListener;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -101,6 +103,54 @@ public final class BowEngine implements ModeEngine, BlockDevice {
     /** Opens a device as it is, even one that carries a log (its block 0 is then served as is). */
     public static BowEngine openIgnoringLog(BlockDevice dev, String deviceName, int blockSize) throws IOException {
         return new BowEngine(dev, deviceName, blockSize);
+    }
+
+    /**
+     * Continues the checkpoint a device carries, after a restart of the daemon (a
+     * reboot during the update). The whole log chain is validated first. What each
+     * block is comes back from the log, replayed oldest first: sources are CHANGED,
+     * backup copies BACKUP, the header's sector0 is SECTOR0_CURRENT, everything else
+     * UNCHANGED. Which blocks were free is not in the log, so the engine starts with
+     * no free space and regains it from discards of CHANGED blocks: run fstrim once
+     * the filesystem is mounted. Writes that need a backup before then fail with
+     * ENOSPC and change nothing.
+     */
+    public static BowEngine resume(BlockDevice dev, String deviceName) throws IOException {
+        LogBlock head = LogChain.readHead(dev, deviceName);
+        if (head.magic() == LogBlock.MAGIC_RESTORING) {
+            throw new CheckpointPresentException(deviceName + ": a rollback of this device was interrupted; finish it with 'bowctl rollback --device "
+                    + deviceName + "' before serving the device");
+        }
+        List<LogEntry> newestFirst = new ArrayList<>();
+        LogChain.Summary chain = LogChain.verify(dev, deviceName, new LogChain.Visitor() {
+            @Override
+            public void entry(LogBlock log, int index, LogEntry entry, long dataBlock, int actualChecksum) {
+                newestFirst.add(entry);
+            }
+        }, ProgressListener.NONE);
+        int bs = chain.blockSize();
+        BowEngine eng = new BowEngine(dev, deviceName, bs);
+        long spb = bs / SECTOR;
+        RangeMap map = eng.map;
+        for (int i = newestFirst.size() - 1; i >= 0; i--) {
+            LogEntry e = newestFirst.get(i);
+            long n = e.sizeBytes() / bs;
+            long src = e.sourceSector() / spb, dst = e.destSector() / spb;
+            if (src != 0) map.set(src, src + n, RangeType.CHANGED);
+            map.set(dst, dst + n, RangeType.BACKUP);
+        }
+        long s0 = head.sector0() / spb;
+        eng.s0cIsBackup = map.typeAt(s0) == RangeType.BACKUP;
+        map.set(0, 1, RangeType.SECTOR0);
+        map.set(s0, s0 + 1, RangeType.SECTOR0_CURRENT);
+        eng.s0c = s0;
+        eng.rolloverBlocksUsed = chain.newestSequence();
+        eng.plannedEntries = chain.entries() - (chain.newestSequence() + 1);
+        eng.committer = new LogCommitter(dev, head, eng::allocateLogBlock);
+        eng.state = State.CHECKPOINT;
+        log.info("checkpoint on {} resumed at log sequence {} ({} entries); run fstrim to give it free space again",
+                deviceName, chain.newestSequence(), chain.entries());
+        return eng;
     }
 
     public State state() { return state; }
