@@ -5,10 +5,16 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
 
-/** Minimal entry point for the offline tools; the full bowctl main registers the same command classes. */
+/** {@code bowctl}: the control client of bowd, and the offline tools that need no daemon. */
 @Command(name = "bowctl", mixinStandardHelpOptions = true,
-        description = "Control bowd and work on checkpointed devices offline.",
-        subcommands = {RollbackCommand.class, LogCommand.class})
+        description = {"Control bowd and work on checkpointed devices offline.",
+                "Online commands talk to the daemon's control socket (--control PATH); offline commands take --device PATH."},
+        subcommands = {StatusCommand.class, CheckpointCommand.class, CommitCommand.class, RangesCommand.class,
+                TrimCommand.class, ShutdownCommand.class, RollbackCommand.class, LogCommand.class},
+        exitCodeListHeading = "%nExit codes (all commands):%n",
+        exitCodeList = {"0:success", "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device",
+                "4:log failed validation (device untouched)", "5:daemon not reachable", "6:permission denied",
+                "7:invalid state for the request"})
 public final class Bowctl implements Runnable {
     @Spec CommandSpec spec;
 

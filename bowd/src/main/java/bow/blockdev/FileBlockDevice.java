@@ -25,6 +25,7 @@ public final class FileBlockDevice implements BlockDevice {
     private final long size;
     /** A native descriptor for the ioctls and fallocate; -1 when native calls are unavailable. */
     private final int nativeFd;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     private FileBlockDevice(Path path, FileChannel channel, boolean blockDevice, boolean readOnly, long size, int nativeFd) {
         this.path = path;
@@ -138,6 +139,7 @@ public final class FileBlockDevice implements BlockDevice {
 
     @Override
     public void close() throws IOException {
+        if (closed.getAndSet(true)) return;   // the native descriptor must not be closed twice
         try {
             channel.close();
         } finally {

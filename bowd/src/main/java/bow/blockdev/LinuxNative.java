@@ -41,6 +41,20 @@ public final class LinuxNative {
 
     public static native int fallocate(int fd, int mode, long offset, long len) throws LastErrorException;
 
+    public static native int getuid();
+
+    public static native int umask(int mask);
+
+    /** struct passwd *; pw_uid is at offset 16 on LP64 glibc (after two pointers). */
+    public static native com.sun.jna.Pointer getpwnam(String name);
+
+    /** The uid of a user name, or -1 when unknown. A numeric name is taken as the uid. */
+    public static int uidOf(String user) {
+        if (user.chars().allMatch(Character::isDigit) && !user.isEmpty()) return Integer.parseInt(user);
+        com.sun.jna.Pointer p = getpwnam(user);
+        return p == null ? -1 : p.getInt(16);
+    }
+
     /** strerror-like text for an errno, for messages. */
     public static String describe(LastErrorException e) {
         return "errno " + e.getErrorCode() + " (" + e.getMessage() + ")";

@@ -245,12 +245,12 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         dev.flush();
     }
 
+    /** Waits for requests in flight and flushes; the device itself belongs to the caller. */
     @Override
     public void close() throws IOException {
         stateLock.writeLock().lock();
         try {
             dev.flush();
-            dev.close();
         } finally {
             stateLock.writeLock().unlock();
         }
@@ -661,7 +661,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         synchronized (mapLock) {
             ranges = map == null ? 0 : map.rangeCount();
             if (map != null) {
-                for (RangeType t : RangeType.VALUES) details.put(t.name().toLowerCase() + "_bytes", Long.toString(map.count(t) * bs));
+                for (RangeType t : RangeType.VALUES) details.put("type_" + t.name().toLowerCase() + "_bytes", Long.toString(map.count(t) * bs));
             }
             if (s0c >= 0) details.put("sector0", Long.toString(s0c * sectorsPerBlock));
         }

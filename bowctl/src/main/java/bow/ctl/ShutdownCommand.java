@@ -1,0 +1,31 @@
+package bow.ctl;
+
+import bow.proto.Request;
+import bow.proto.Response;
+import bow.proto.ShutdownRequest;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Spec;
+
+import java.util.concurrent.Callable;
+
+/** {@code bowctl shutdown}: stop the daemon cleanly (in-flight requests finish, everything is flushed). */
+@Command(name = "shutdown", mixinStandardHelpOptions = true,
+        description = "Stop the daemon cleanly: in-flight requests finish and everything is flushed. A running checkpoint stays on the device.",
+        exitCodeListHeading = "%nExit codes:%n",
+        exitCodeList = {"0:the daemon is stopping", "5:daemon not reachable", "6:permission denied"})
+public final class ShutdownCommand implements Callable<Integer> {
+    @Spec CommandSpec spec;
+    @Mixin ControlOptions control;
+
+    @Override
+    public Integer call() {
+        int[] code = {0};
+        Response r = control.call(Request.newBuilder().setShutdown(ShutdownRequest.getDefaultInstance()).build(),
+                spec.commandLine().getErr(), code);
+        if (r != null && code[0] == 0) spec.commandLine().getOut().println(r.getMessage());
+        spec.commandLine().getOut().flush();
+        return code[0];
+    }
+}

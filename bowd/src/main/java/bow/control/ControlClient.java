@@ -1,0 +1,45 @@
+package bow.control;
+
+import bow.proto.Request;
+import bow.proto.Response;
+
+import java.io.Closeable;
+import java.io.IOException;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.Channels;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Path;
+
+/** One connection to bowd's control socket. */
+public final class ControlClient implements Closeable {
+    private final SocketChannel channel;
+
+    /** Thrown when there is no daemon listening on the socket. */
+    public static final class NotRunningException extends IOException {
+        public NotRunningException(String message, Throwable cause) { super(message, cause); }
+    }
+
+    private ControlClient(SocketChannel channel) { this.channel = channel; }
+
+    public static ControlClient connect(Path socket) throws IOException {
+        SocketChannel ch = SocketChannel.open(StandardProtocolFamily.UNIX);
+        try {
+            ch.connect(UnixDomainSocketAddress.of(socket));
+        } catch (IOException e) {
+            ch.close();
+            throw new NotRunningException("bowd is not running (no control socket at " + socket + ": " + e.getMessage() + ")", e);
+        }
+        return new ControlClient(ch);
+    }
+
+    public Response call(Request request) throws IOException {
+        Framing.write(Channels.newOutputStream(channel), request);
+        Response r = Framing.read(Channels.newInputStream(channel), Response.parser());
+        if (r == null) throw new IOException("bowd closed the control connection without answering");
+        return r;
+    }
+
+    @Override
+    public void close() throws IOException { channel.close(); }
+}

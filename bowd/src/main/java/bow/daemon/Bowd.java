@@ -1,0 +1,195 @@
+package bow.daemon;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.FileBlockDevice;
+import bow.bowmode.BowEngine;
+import bow.bowmode.CheckpointPresentException;
+import bow.engine.ModeEngine;
+import bow.snapshot.PersistentEngine;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** {@code bowd}: serves a device through one of the mode engines over NBD, controlled by bowctl. */
+@Command(name = "bowd", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Serve a block device over NBD so that its changes can be checkpointed, committed or rolled back.",
+                "With no --device, serves a default 1 GiB sparse image (created on first use) at $BOW_HOME/default.img "
+                        + "(BOW_HOME defaults to /var/lib/bow)."},
+        exitCodeListHeading = "%nExit codes:%n",
+        exitCodeList = {"0:stopped cleanly (SIGTERM or bowctl shutdown)", "1:failed to start or serve",
+                "2:usage error", "3:the device still carries a checkpoint log (see the message; --force or --resume)"})
+public final class Bowd implements Callable<Integer> {
+    private static final Logger log = LoggerFactory.getLogger(Bowd.class);
+    static final long DEFAULT_IMAGE_SIZE = 1L << 30;
+
+    @Option(names = "--mode", defaultValue = "bow", paramLabel = "bow|persistent",
+            description = "Where old data goes: bow (free space of the device itself, default) or persistent (a COW device, dm-snapshot format).")
+    String mode;
+
+    @Option(names = "--device", paramLabel = "PATH", description = "Block device or image file to serve (default: $BOW_HOME/default.img).")
+    Path device;
+
+    @Option(names = "--cow", paramLabel = "PATH", description = "persistent mode: the COW device or file.")
+    Path cow;
+
+    @Option(names = "--block-size", defaultValue = "4096", paramLabel = "BYTES",
+            description = "bow mode: block size, a power of two from 512 to 4096 (default ${DEFAULT-VALUE}).")
+    int blockSize;
+
+    @Option(names = "--chunk-size", defaultValue = "0", paramLabel = "SECTORS",
+            description = "persistent mode: chunk size in 512-byte sectors, a power of two (default 32; one on the COW wins).")
+    int chunkSize;
+
+    @Option(names = "--overflow", description = "persistent mode: a full COW fails snapshot writes with ENOSPC instead of invalidating the snapshot.")
+    boolean overflow;
+
+    @Option(names = "--snapshot-writable", description = "persistent mode: the 'snapshot' export accepts writes.")
+    boolean snapshotWritable;
+
+    @Option(names = "--socket", paramLabel = "PATH", description = "NBD Unix socket (default: /run/bow/nbd.sock, or $BOW_RUN/nbd.sock).")
+    Path socket;
+
+    @Option(names = "--tcp", paramLabel = "HOST:PORT", description = "Also serve NBD on this TCP address (loopback only).")
+    String tcp;
+
+    @Option(names = "--stdin", description = "Serve one NBD connection on standard input, then exit (for tools that start a server as a command).")
+    boolean stdin;
+
+    @Option(names = "--control", paramLabel = "PATH", description = "Control socket for bowctl (default: /run/bow/control.sock, or $BOW_RUN/control.sock).")
+    Path control;
+
+    @Option(names = "--allow-uid", paramLabel = "UID", description = "Also allow this uid on the control socket (root and the daemon's own uid always are). Repeatable.")
+    List<Integer> allowUids = new ArrayList<>();
+
+    @Option(names = "--force", description = "bow mode: serve a device that still carries a checkpoint log as a plain device (its block 0 is the log). Rarely what you want.")
+    boolean force;
+
+    @Option(names = "--resume", description = "bow mode: continue the checkpoint the device carries (after a reboot during the update). Run fstrim after mounting to give it free space again.")
+    boolean resume;
+
+    private final List<BlockDevice> opened = new ArrayList<>();
+
+    @Override
+    public Integer call() throws Exception {
+        Path home = Path.of(env("BOW_HOME", "/var/lib/bow"));
+        Path run = Path.of(env("BOW_RUN", "/run/bow"));
+        if (device == null) {
+            device = home.resolve("default.img");
+            if (!Files.exists(device)) {
+                FileBlockDevice.createSparse(device, DEFAULT_IMAGE_SIZE);
+                log.info("created the default image {} (1 GiB, sparse)", device);
+            }
+        }
+        if (socket == null) socket = run.resolve("nbd.sock");
+        if (control == null) control = run.resolve("control.sock");
+        ModeEngine engine;
+        try {
+            engine = openEngine();
+        } catch (CheckpointPresentException e) {
+            System.err.println("bowd: " + e.getMessage());
+            System.err.println("bowd: or start with --resume to continue the checkpoint (after a reboot during the update).");
+            closeDevices();
+            return 3;
+        } catch (IOException | IllegalArgumentException e) {
+            System.err.println("bowd: " + e.getMessage());
+            closeDevices();
+            return 1;
+        }
+        DaemonConfig config = new DaemonConfig(mode, device, cow, blockSize, chunkSize, overflow, snapshotWritable,
+                socket, parseTcp(tcp), stdin, control, new HashSet<>(allowUids));
+        Daemon daemon = Daemon.create(engine, config);
+        Thread hook = new Thread(() -> {
+            daemon.requestStop();
+            daemon.stop();
+            closeDevices();
+        }, "bowd-shutdown");
+        Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            daemon.start();
+            log.info("bowd serving {} in {} mode ({})", device, engine.mode(), engine.status().state());
+            daemon.runUntilStopped();
+        } catch (IOException e) {
+            System.err.println("bowd: " + e.getMessage());
+            return 1;
+        } finally {
+            daemon.stop();
+            closeDevices();
+        }
+        try {
+            Runtime.getRuntime().removeShutdownHook(hook);
+        } catch (IllegalStateException ignored) {
+            // already shutting down
+        }
+        return 0;
+    }
+
+    private ModeEngine openEngine() throws IOException {
+        switch (mode) {
+            case "bow" -> {
+                if (cow != null) throw new IllegalArgumentException("--cow is for --mode persistent");
+                FileBlockDevice dev = open(device);
+                String name = device.toString();
+                if (resume) return BowEngine.resume(dev, name);
+                return force ? BowEngine.openIgnoringLog(dev, name, blockSize) : BowEngine.open(dev, name, blockSize);
+            }
+            case "persistent" -> {
+                if (cow == null) throw new IllegalArgumentException("--mode persistent needs --cow PATH");
+                if (force || resume) throw new IllegalArgumentException("--force and --resume are for --mode bow");
+                return PersistentEngine.open(open(device), open(cow),
+                        new PersistentEngine.Options(chunkSize, overflow, snapshotWritable));
+            }
+            default -> throw new IllegalArgumentException("unknown --mode " + mode + " (bow or persistent)");
+        }
+    }
+
+    private FileBlockDevice open(Path p) throws IOException {
+        FileBlockDevice d = FileBlockDevice.open(p, false);
+        opened.add(d);
+        return d;
+    }
+
+    private synchronized void closeDevices() {
+        for (BlockDevice d : opened) {
+            try {
+                d.close();
+            } catch (IOException e) {
+                log.warn("closing {}: {}", d, e.toString());
+            }
+        }
+    }
+
+    static InetSocketAddress parseTcp(String spec) throws IOException {
+        if (spec == null) return null;
+        int colon = spec.lastIndexOf(':');
+        if (colon < 0) throw new IllegalArgumentException("--tcp wants HOST:PORT, got " + spec);
+        String host = spec.substring(0, colon);
+        int port = Integer.parseInt(spec.substring(colon + 1));
+        return new InetSocketAddress(InetAddress.getByName(host.isEmpty() ? "127.0.0.1" : host), port);
+    }
+
+    private static String env(String name, String dflt) {
+        String v = System.getenv(name);
+        return v == null || v.isEmpty() ? dflt : v;
+    }
+
+    public static void main(String[] args) {
+        CommandLine cl = new CommandLine(new Bowd());
+        cl.setExecutionExceptionHandler((e, cmd, parsed) -> {
+            cmd.getErr().println("bowd: " + e.getMessage());
+            return 1;
+        });
+        System.exit(cl.execute(args));
+    }
+}

@@ -1,0 +1,21 @@
+package bow.daemon;
+
+import java.net.InetSocketAddress;
+import java.nio.file.Path;
+import java.util.Set;
+
+/** Everything the daemon was told on its command line, after defaults. */
+public record DaemonConfig(
+        String mode,
+        Path device,
+        Path cow,
+        int blockSize,
+        int chunkSizeSectors,
+        boolean overflow,
+        boolean snapshotWritable,
+        Path nbdSocket,
+        InetSocketAddress tcp,
+        boolean stdin,
+        Path controlSocket,
+        Set<Integer> allowUids) {
+}
