@@ -26,6 +26,10 @@ final class OfflineDevice {
         if (e instanceof LogCorruptException) return ExitCodes.LOG_INVALID;
         if (e instanceof InvalidStateException) return ExitCodes.INVALID_STATE;
         if (e instanceof AccessDeniedException) return ExitCodes.PERMISSION_DENIED;
+        // EPERM (an immutable file, a read-only device) comes as a plain FileSystemException.
+        if (e instanceof java.nio.file.FileSystemException f && "Operation not permitted".equals(f.getReason())) {
+            return ExitCodes.PERMISSION_DENIED;
+        }
         if (e instanceof DeviceException d && d.errno() == Errno.EPERM) return ExitCodes.PERMISSION_DENIED;
         return ExitCodes.FAILURE;
     }
