@@ -28,7 +28,7 @@ import java.util.concurrent.Callable;
                 "With no --device, serves a default 1 GiB sparse image (created on first use) at $BOW_HOME/default.img "
                         + "(BOW_HOME defaults to /var/lib/bow)."},
         exitCodeListHeading = "%nExit codes:%n",
-        exitCodeList = {"0:stopped cleanly (SIGTERM or bowctl shutdown)", "1:failed to start or serve",
+        exitCodeList = {"0:stopped cleanly by bowctl shutdown (SIGTERM also stops cleanly; the JVM then exits 143)", "1:failed to start or serve",
                 "2:usage error", "3:the device still carries a checkpoint log (see the message; --force or --resume)"})
 public final class Bowd implements Callable<Integer> {
     private static final Logger log = LoggerFactory.getLogger(Bowd.class);
