@@ -142,7 +142,11 @@ public final class ControlServer implements Closeable {
                     return;
                 }
                 if (req == null) return;
-                Framing.write(out, handle(req));
+                Response resp = handle(req);
+                Framing.write(out, resp);
+                if (resp.getCode() == Response.Code.BAD_REQUEST && req.getKindCase() == Request.KindCase.KIND_NOT_SET) {
+                    return;   // an empty message is not a request: the client is out of step
+                }
             }
         } catch (IOException e) {
             log.debug("control client gone: {}", e.toString());

@@ -1,0 +1,172 @@
+package bow.control;
+
+import bow.blockdev.MemoryBlockDevice;
+import bow.bowmode.BowEngine;
+import bow.proto.CommitRequest;
+import bow.proto.RangesRequest;
+import bow.proto.Request;
+import bow.proto.Response;
+import bow.proto.RollbackRequest;
+import bow.proto.ShutdownRequest;
+import bow.proto.StartCheckpointRequest;
+import bow.proto.StatusRequest;
+import bow.proto.TrimRequest;
+import bow.testing.HostTools;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.net.StandardProtocolFamily;
+import java.net.UnixDomainSocketAddress;
+import java.nio.channels.Channels;
+import java.nio.channels.SocketChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class ControlServerTest {
+    @TempDir Path dir;
+    ControlServer server;
+    final CountDownLatch shutdown = new CountDownLatch(1);
+
+    BowEngine engine() throws Exception {
+        return BowEngine.open(new MemoryBlockDevice(256 * 4096), "mem", 4096);
+    }
+
+    Path start(BowEngine eng, java.util.function.IntPredicate uids) throws Exception {
+        server = new ControlServer(eng, () -> 3, uids, shutdown::countDown);
+        Path sock = dir.resolve("run/control.sock");
+        server.listen(sock);
+        return sock;
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        if (server != null) server.close();
+    }
+
+    static Response call(Path sock, Request r) throws Exception {
+        try (ControlClient c = ControlClient.connect(sock)) {
+            return c.call(r);
+        }
+    }
+
+    @Test
+    void drivesTheLifecycleAndReportsStatus() throws Exception {
+        Path sock = start(engine(), ControlServer.defaultPolicy(Set.of()));
+        assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(sock)), "socket born 0600");
+
+        Response st = call(sock, Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build());
+        assertEquals(Response.Code.OK, st.getCode());
+        assertEquals("bow", st.getStatus().getMode());
+        assertEquals("0 TRIM", st.getStatus().getState());
+        assertEquals(256 * 4096, st.getStatus().getSize());
+        assertEquals(3, st.getStatus().getNbdConnections());
+
+        Response early = call(sock, Request.newBuilder().setCommit(CommitRequest.getDefaultInstance()).build());
+        assertEquals(Response.Code.INVALID_STATE, early.getCode());
+        assertTrue(early.getMessage().contains("cannot commit"), early.getMessage());
+
+        Response noSpace = call(sock, Request.newBuilder().setStartCheckpoint(StartCheckpointRequest.getDefaultInstance()).build());
+        assertEquals(Response.Code.ERROR, noSpace.getCode());
+        assertTrue(noSpace.getMessage().contains("trim"), noSpace.getMessage());
+
+        Response bad = call(sock, Request.newBuilder().setTrim(TrimRequest.newBuilder().setOffset(100).setLength(512)).build());
+        assertEquals(Response.Code.BAD_REQUEST, bad.getCode());
+        assertEquals(Response.Code.OK, call(sock, Request.newBuilder().setTrim(TrimRequest.newBuilder().setOffset(128 * 4096).setLength(128 * 4096)).build()).getCode());
+        assertEquals(Response.Code.OK, call(sock, Request.newBuilder().setStartCheckpoint(StartCheckpointRequest.getDefaultInstance()).build()).getCode());
+
+        Response ranges = call(sock, Request.newBuilder().setRanges(RangesRequest.getDefaultInstance()).build());
+        List<String> types = ranges.getRanges().getRangesList().stream().map(bow.proto.Range::getType).toList();
+        assertEquals(List.of("Sector0", "Unchanged", "Sector0_current", "Free"), types);
+
+        Response rb = call(sock, Request.newBuilder().setRollback(RollbackRequest.getDefaultInstance()).build());
+        assertEquals(Response.Code.UNSUPPORTED, rb.getCode());
+        assertTrue(rb.getMessage().contains("bowctl rollback"), rb.getMessage());
+
+        assertEquals(Response.Code.OK, call(sock, Request.newBuilder().setCommit(CommitRequest.getDefaultInstance()).build()).getCode());
+        assertEquals(Response.Code.OK, call(sock, Request.newBuilder().setShutdown(ShutdownRequest.getDefaultInstance()).build()).getCode());
+        assertTrue(shutdown.await(5, TimeUnit.SECONDS), "shutdown hook ran");
+    }
+
+    @Test
+    void malformedInputCostsOnlyThatConnection() throws Exception {
+        Path sock = start(engine(), ControlServer.defaultPolicy(Set.of()));
+        // A well-behaved client stays connected across the others' garbage.
+        try (ControlClient good = ControlClient.connect(sock)) {
+            Request status = Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build();
+            assertEquals(Response.Code.OK, good.call(status).getCode());
+
+            // Garbage that is not a protobuf message.
+            assertEquals(Response.Code.BAD_REQUEST, rawExchange(sock, new byte[] {5, (byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff}).getCode());
+            // An oversized length prefix (64 MiB): refused before anything is allocated.
+            assertEquals(Response.Code.BAD_REQUEST, rawExchange(sock, new byte[] {(byte) 0x80, (byte) 0x80, (byte) 0x80, 0x20}).getCode());
+            // A length prefix that never ends.
+            assertEquals(Response.Code.BAD_REQUEST, rawExchange(sock, new byte[] {(byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff, (byte) 0xff}).getCode());
+            // An empty request.
+            assertEquals(Response.Code.BAD_REQUEST, rawExchange(sock, new byte[] {0}).getCode());
+            // A truncated message: the client says 10 bytes, sends 3 and hangs up.
+            try (SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+                c.connect(UnixDomainSocketAddress.of(sock));
+                c.write(java.nio.ByteBuffer.wrap(new byte[] {10, 1, 2, 3}));
+                c.shutdownOutput();
+                Response r = Framing.read(Channels.newInputStream(c), Response.parser());
+                assertEquals(Response.Code.BAD_REQUEST, r.getCode());
+            }
+            assertEquals(Response.Code.OK, good.call(status).getCode(), "the good client is still served");
+        }
+    }
+
+    @Test
+    void peersWhoseUidIsNotAllowedAreRefused() throws Exception {
+        Path sock = start(engine(), uid -> false);
+        Response r = call(sock, Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build());
+        assertEquals(Response.Code.NOT_ALLOWED, r.getCode());
+        assertTrue(r.getMessage().contains("uid " + bow.blockdev.LinuxNative.getuid()), r.getMessage());
+    }
+
+    @Test
+    void aRealOtherUserIsRefusedByItsPeerCredentials() throws Exception {
+        HostTools.require(HostTools.isRoot(), "root is needed to run a client as another user");
+        HostTools.requireTools("setpriv");
+        HostTools.require(Files.isExecutable(Path.of("/usr/bin/python3")), "/usr/bin/python3 is needed");
+        // Default policy (root, own uid, allow-list), socket dir opened so that the OS lets
+        // uid 65534 connect: only the SO_PEERCRED check stands in its way.
+        Path sock = start(engine(), ControlServer.defaultPolicy(Set.of()));
+        Files.setPosixFilePermissions(sock.getParent(), PosixFilePermissions.fromString("rwxr-xr-x"));
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwxr-xr-x"));
+        Files.setPosixFilePermissions(sock, PosixFilePermissions.fromString("rw-rw-rw-"));
+        // A status request is the bytes {len=2, field 1 (status), length 0}.
+        String py = "import socket,sys\n"
+                + "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(bytes([2,10,0]))\n"
+                + "sys.stdout.buffer.write(s.recv(4096))\n";
+        HostTools.Result r = HostTools.run(List.of("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                "/usr/bin/python3", "-c", py, sock.toString()));
+        assertEquals(0, r.code(), r.output());
+        assertTrue(r.output().contains("uid 65534 is not allowed"), r.output());
+        // The same request from root (this process) is served.
+        assertEquals(Response.Code.OK, call(sock, Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build()).getCode());
+    }
+
+    private static Response rawExchange(Path sock, byte[] bytes) throws Exception {
+        try (SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            c.connect(UnixDomainSocketAddress.of(sock));
+            OutputStream out = Channels.newOutputStream(c);
+            out.write(bytes);
+            out.flush();
+            InputStream in = Channels.newInputStream(c);
+            Response r = Framing.read(in, Response.parser());
+            assertNotNull(r, "an answer before the server hangs up");
+            assertEquals(-1, in.read(), "then the server closes the connection");
+            return r;
+        }
+    }
+}
