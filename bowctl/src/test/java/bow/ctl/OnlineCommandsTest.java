@@ -158,7 +158,10 @@ class OnlineCommandsTest {
 
         Run human = ctl("status");
         Map<String, String> table = new LinkedHashMap<>();
-        for (String line : human.out().split("\n")) table.put(line.substring(0, 16).trim(), line.substring(17));
+        for (String line : human.out().split("\n")) {
+            String[] kv = line.split("\\s+", 2);
+            table.put(kv[0], kv[1]);
+        }
         assertEquals("bow", table.get("mode"));
         assertEquals("0 TRIM", table.get("state"));
         assertEquals(img.toString(), table.get("device"));
@@ -288,6 +291,35 @@ class OnlineCommandsTest {
         Daemon fresh = running();
         assertEquals("0 TRIM", statusJson(ctl("status", "--json")).get("state"));
         shutdown(fresh);
+    }
+
+    @Test
+    void aSecondDaemonDoesNotStealTheSockets() throws Exception {
+        newImage();
+        Daemon first = running();
+        Daemon second = bowd();
+        assertEquals(1, second.awaitExit(), second.err().toString());
+        assertTrue(second.err().toString().contains("another bowd is already running on " + control), second.err().toString());
+        assertEquals("0 TRIM", statusJson(ctl("status", "--json")).get("state"), "the first daemon still answers");
+        try (MiniNbd c = MiniNbd.connect(nbd)) {
+            c.write(0, new byte[4096]);
+        }
+        shutdown(first);
+
+        // A socket left behind by a daemon that died is stale: the next one replaces it.
+        Files.createDirectories(control.getParent());
+        try (java.nio.channels.ServerSocketChannel dead = java.nio.channels.ServerSocketChannel.open(StandardProtocolFamily.UNIX)) {
+            dead.bind(UnixDomainSocketAddress.of(control));
+        }
+        assertTrue(Files.exists(control));
+        shutdown(running());
+
+        // Something that is not a socket is never deleted.
+        Files.writeString(control, "precious");
+        Daemon refused = bowd();
+        assertEquals(1, refused.awaitExit());
+        assertTrue(refused.err().toString().contains("exists and is not a socket"), refused.err().toString());
+        assertEquals("precious", Files.readString(control));
     }
 
     /**
