@@ -82,6 +82,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 IMG=$T/disk.img
 SOCK=$T/nbd.sock
 CTL=$T/control.sock
@@ -240,7 +241,7 @@ machine_info() {
     echo "- java: $(java -version 2>&1 | head -2 | tail -1)"
     echo "- fio: $(fio --version); nbdkit: $(nbdkit --version 2>/dev/null | head -1 || echo -); qemu-nbd: $(qemu-nbd --version 2>/dev/null | head -1 || echo -); libnbd: $(nbdinfo --version 2>/dev/null | head -1)"
     echo "- bowd: $(cd "$top" && git describe --always --dirty 2>/dev/null || echo '?')"
-    echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- load average (1/5/15 min) at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
 {
