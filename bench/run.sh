@@ -127,12 +127,18 @@ fio_run() {
     shift 2
     common=(--name=bench --ioengine=nbd "--uri=$URI" --numjobs=1 --group_reporting
             --output-format=json "--output=$json" "--runtime=$runtime" "$@")
+    local job
     case $wl in
-        randread)  fio "${common[@]}" --rw=randread --bs=4k --iodepth=16 --offset=0 --size="$SIZE" --time_based >/dev/null ;;
-        randwrite) fio "${common[@]}" --rw=randwrite --bs=4k --iodepth=16 --offset=0 --size="$SIZE" --end_fsync=1 >/dev/null ;;
-        seqwrite)  fio "${common[@]}" --rw=write --bs=1M --iodepth=4 --offset="$SIZE" --size="$SIZE" --end_fsync=1 >/dev/null ;;
+        randread)  job=(--rw=randread --bs=4k --iodepth=16 --offset=0 --size="$SIZE" --time_based) ;;
+        randwrite) job=(--rw=randwrite --bs=4k --iodepth=16 --offset=0 --size="$SIZE" --end_fsync=1) ;;
+        seqwrite)  job=(--rw=write --bs=1M --iodepth=4 --offset="$SIZE" --size="$SIZE" --end_fsync=1) ;;
         *) die "unknown workload $wl" ;;
-    esac || { cat "$json" >&2 2>/dev/null; die "fio $wl failed against $URI"; }
+    esac
+    # In the background so that a signal reaches the script's trap at once
+    # (bash defers traps until a foreground child ends); cleanup stops the
+    # server, which ends fio.
+    fio "${common[@]}" "${job[@]}" >/dev/null &
+    wait $! || { cat "$json" >&2 2>/dev/null; die "fio $wl failed against $URI"; }
     local dir=read; [ "$wl" = randread ] || dir=write
     jq -r --arg d "$dir" '.jobs[0] as $j | .jobs[0][$d] as $x |
         "\($x.iops) \($x.bw_bytes / 1048576) \($x.io_bytes) \($j.job_runtime) \($j.error)"' "$json"
