@@ -53,7 +53,10 @@ public final class NbdServer implements Closeable {
         boolean readOnly;
         final Set<String> readOnlyExports = new HashSet<>();
         final Map<String, String> descriptions = new HashMap<>();
-        int workers = Math.max(4, 2 * Runtime.getRuntime().availableProcessors());
+        // Requests mostly wait (on the device, or on a group commit in the engine), so the pool
+        // is sized for the in-flight window of several connections, not for the CPUs: a write
+        // waiting for its backup to be durable must not keep the next one from joining the group.
+        int workers = 64;
         int maxInFlightRequests = 16;
         int maxInFlightBytes = 64 << 20;
         int minimumBlockSize = 512;
@@ -133,12 +136,14 @@ public final class NbdServer implements Closeable {
         this.exports = Collections.unmodifiableMap(m);
         AtomicInteger n = new AtomicInteger();
         // Bounded per connection by the in-flight limit, so the queue itself need not be.
-        this.workers = new ThreadPoolExecutor(options.workers, options.workers, 60, TimeUnit.SECONDS,
+        ThreadPoolExecutor pool = new ThreadPoolExecutor(options.workers, options.workers, 60, TimeUnit.SECONDS,
                 new LinkedBlockingQueue<>(), r -> {
                     Thread t = new Thread(r, "nbd-worker-" + n.incrementAndGet());
                     t.setDaemon(true);
                     return t;
                 });
+        pool.allowCoreThreadTimeOut(true);   // idle workers go away
+        this.workers = pool;
     }
 
     /** A server for one device as the default export. */
