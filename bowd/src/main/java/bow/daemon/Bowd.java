@@ -28,7 +28,7 @@ import java.util.concurrent.Callable;
                 "With no --device, serves a default 1 GiB sparse image (created on first use) at $BOW_HOME/default.img "
                         + "(BOW_HOME defaults to /var/lib/bow)."},
         exitCodeListHeading = "%nExit codes:%n",
-        exitCodeList = {"0:stopped cleanly by bowctl shutdown (SIGTERM also stops cleanly; the JVM then exits 143)", "1:failed to start or serve",
+        exitCodeList = {"0:stopped cleanly (bowctl shutdown, SIGTERM or SIGINT)", "1:failed to start or serve",
                 "2:usage error", "3:the device still carries a checkpoint log (see the message; --force or --resume)"})
 public final class Bowd implements Callable<Integer> {
     private static final Logger log = LoggerFactory.getLogger(Bowd.class);
@@ -63,6 +63,12 @@ public final class Bowd implements Callable<Integer> {
 
     @Option(names = "--tcp", paramLabel = "HOST:PORT", description = "Also serve NBD on this TCP address (loopback only).")
     String tcp;
+
+    @Option(names = "--tcp-any", description = "Allow --tcp on a non-loopback address. NBD has no authentication: anyone who reaches the port can read and write the device.")
+    boolean tcpAny;
+
+    @Option(names = "--export-name", paramLabel = "NAME", description = "Also offer the default export under this NBD export name (clients asking for the empty name still get it).")
+    String exportName;
 
     @Option(names = "--stdin", description = "Serve one NBD connection on standard input, then exit (for tools that start a server as a command).")
     boolean stdin;
@@ -108,8 +114,25 @@ public final class Bowd implements Callable<Integer> {
             return 1;
         }
         DaemonConfig config = new DaemonConfig(mode, device, cow, blockSize, chunkSize, overflow, snapshotWritable,
-                socket, parseTcp(tcp), stdin, control, new HashSet<>(allowUids));
-        Daemon daemon = Daemon.create(engine, config);
+                socket, parseTcp(tcp), tcpAny, stdin, control, new HashSet<>(allowUids), exportName);
+        Daemon daemon;
+        try {
+            daemon = Daemon.create(engine, config);
+        } catch (IllegalArgumentException e) {
+            System.err.println("bowd: " + e.getMessage());
+            engine.close();
+            closeDevices();
+            return 2;
+        }
+        // SIGTERM/SIGINT end the serving loop like "bowctl shutdown": the main thread then
+        // stops everything in order and the process exits 0. The hook stays as a backstop.
+        for (String sig : new String[] {"TERM", "INT"}) {
+            sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> {
+                log.info("SIG{} received: stopping", sig);
+                daemon.requestStop();
+                if (config.stdin()) daemon.stop();   // the one NBD connection ends; serve() returns
+            });
+        }
         Thread hook = new Thread(() -> {
             daemon.requestStop();
             daemon.stop();
