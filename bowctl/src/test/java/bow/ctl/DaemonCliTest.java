@@ -1,0 +1,138 @@
+package bow.ctl;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.RandomAccessFile;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+
+import static bow.ctl.OfflineCommandsTest.bowctl;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** bowd as a real process, driven by bowctl's online commands through the control socket. */
+class DaemonCliTest {
+    private static final long SIZE = 64L << 20;
+    @TempDir Path dir;
+
+    private Path image() throws Exception {
+        Path img = dir.resolve("dev.img");
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "rw")) {
+            f.setLength(SIZE);
+        }
+        return img;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static Map<String, Object> status(Path control) {
+        OfflineCommandsTest.Run r = bowctl("status", "--json", "--control", control.toString());
+        assertEquals(0, r.code(), r.err());
+        return (Map<String, Object>) MiniJson.parse(r.out().trim());
+    }
+
+    @Test
+    @SuppressWarnings("unchecked")
+    void lifecycleThroughBowctlThenRefusesTheLoggedDeviceUnlessForced() throws Exception {
+        Path img = image();
+        String ctl;
+        try (BowdProcess d = BowdProcess.start(dir, "--device", img.toString())) {
+            ctl = d.control.toString();
+            Map<String, Object> s = status(d.control);
+            assertEquals("bow", s.get("mode"));
+            assertEquals("0 TRIM", s.get("state"));
+            assertEquals(img.toString(), s.get("device"));
+            assertEquals(SIZE, s.get("size"));
+            assertEquals(4096L, s.get("block_size"));
+            assertEquals(0L, s.get("free_bytes"));
+            assertEquals(0L, s.get("nbd_connections"));
+            OfflineCommandsTest.Run table = bowctl("status", "--control", ctl);
+            assertEquals(0, table.code());
+            assertTrue(table.out().matches("(?s).*state\\s+0 TRIM.*"), table.out());
+
+            // Nothing trimmed yet: the daemon knows no free space, a plain failure.
+            OfflineCommandsTest.Run early = bowctl("checkpoint", "start", "--control", ctl);
+            assertEquals(ExitCodes.FAILURE, early.code(), early.err());
+            assertTrue(early.err().contains("no free space"), early.err());
+
+            assertEquals(ExitCodes.USAGE, bowctl("trim", "--offset", "1", "--length", "4096", "--control", ctl).code(),
+                    "unaligned trim is a bad request");
+            assertEquals(0, bowctl("trim", "--offset", String.valueOf(1 << 20), "--length", String.valueOf(8 << 20), "--control", ctl).code());
+            assertEquals(8L << 20, status(d.control).get("free_bytes"));
+
+            OfflineCommandsTest.Run start = bowctl("checkpoint", "start", "--retries", "2", "--control", ctl);
+            assertEquals(0, start.code(), start.err());
+            assertEquals("1 CHECKPOINT", status(d.control).get("state"));
+
+            OfflineCommandsTest.Run again = bowctl("checkpoint", "start", "--control", ctl);
+            assertEquals(ExitCodes.INVALID_STATE, again.code());
+            assertTrue(again.err().contains("invalid state"), again.err());
+            assertEquals(1, again.err().lines().filter(l -> l.contains("bowctl:")).count(), "no retry of an invalid state");
+
+            OfflineCommandsTest.Run ranges = bowctl("ranges", "--json", "--control", ctl);
+            assertEquals(0, ranges.code());
+            List<Map<String, Object>> rs = (List<Map<String, Object>>) MiniJson.parse(ranges.out().trim());
+            long covered = 0, free = 0;
+            for (Map<String, Object> r : rs) {
+                assertEquals(covered, r.get("offset"), "ranges are contiguous: " + ranges.out());
+                covered += (Long) r.get("length");
+                if ("Free".equals(r.get("type"))) free += (Long) r.get("length");
+            }
+            assertEquals(SIZE, covered);
+            assertTrue(free > 0 && free < 8L << 20, "one free block went to block 0's copy: " + ranges.out());
+            assertEquals("Sector0", rs.get(0).get("type"));
+
+            OfflineCommandsTest.Run stop = bowctl("shutdown", "--control", ctl);
+            assertEquals(0, stop.code(), stop.err());
+            assertEquals(0, d.waitFor(), d.output());
+            assertTrue(Files.notExists(d.control), "control socket removed");
+        }
+        OfflineCommandsTest.Run gone = bowctl("status", "--control", ctl);
+        assertEquals(ExitCodes.DAEMON_UNREACHABLE, gone.code());
+        assertTrue(gone.err().contains("not running"), gone.err());
+
+        // The image now carries the checkpoint log: bowd says what to run and exits 3.
+        Path log = dir.resolve("refused.log");
+        Process refused = BowdProcess.launch(dir, log, List.of("--device", img.toString(),
+                "--control", dir.resolve("c2.sock").toString(), "--socket", dir.resolve("n2.sock").toString()));
+        assertTrue(refused.waitFor(60, java.util.concurrent.TimeUnit.SECONDS));
+        String msg = Files.readString(log);
+        assertEquals(3, refused.exitValue(), msg);
+        assertTrue(msg.contains("bowctl rollback --device " + img), msg);
+        assertTrue(msg.contains("bowctl commit --device " + img), msg);
+
+        // --force serves it anyway; SIGTERM stops it cleanly with exit 0.
+        try (BowdProcess d = BowdProcess.start(dir, "--device", img.toString(), "--force")) {
+            assertEquals("0 TRIM", status(d.control).get("state"));
+            d.process.destroy();   // SIGTERM
+            assertEquals(0, d.waitFor(), d.output());
+            assertTrue(Files.notExists(d.nbd), "NBD socket removed");
+        }
+        // Offline commit makes it a plain device again, which bowd accepts.
+        assertEquals(0, bowctl("commit", "--device", img.toString()).code());
+        try (BowdProcess d = BowdProcess.start(dir, "--device", img.toString())) {
+            assertEquals("0 TRIM", status(d.control).get("state"));
+        }
+    }
+
+    @Test
+    void withoutDeviceServesADefaultSparseImageUnderBowHome() throws Exception {
+        try (BowdProcess d = BowdProcess.start(dir)) {
+            Path img = dir.resolve("home").resolve("default.img");
+            assertEquals(img.toString(), status(d.control).get("device"));
+            assertEquals(1L << 30, Files.size(img));
+            assertTrue(d.output().contains("created the default image"), d.output());
+            assertEquals(0, bowctl("shutdown", "--control", d.control.toString()).code());
+            assertEquals(0, d.waitFor());
+        }
+    }
+
+    @Test
+    void bowctlReportsAMissingDaemon() {
+        OfflineCommandsTest.Run r = bowctl("ranges", "--control", dir.resolve("none.sock").toString());
+        assertEquals(ExitCodes.DAEMON_UNREACHABLE, r.code());
+        assertTrue(r.err().contains("not running"), r.err());
+    }
+}
