@@ -135,4 +135,30 @@ class DaemonCliTest {
         assertEquals(ExitCodes.DAEMON_UNREACHABLE, r.code());
         assertTrue(r.err().contains("not running"), r.err());
     }
+
+    @Test
+    void exportNameIsOfferedBesideTheDefaultExport() throws Exception {
+        bow.testing.HostTools.requireTools("nbdinfo");
+        try (BowdProcess d = BowdProcess.start(dir, "--device", image().toString(), "--export-name", "disk")) {
+            bow.testing.HostTools.Result list = bow.testing.HostTools.run(
+                    List.of("nbdinfo", "--list", "--json", "nbd+unix:///?socket=" + d.nbd));
+            String out = list.checkOk();
+            assertTrue(out.contains("\"export-name\": \"disk\""), out);
+            assertTrue(out.contains("\"export-name\": \"\""), out);
+            String size = bow.testing.HostTools.run(List.of("nbdinfo", "--size", "nbd+unix:///disk?socket=" + d.nbd)).checkOk();
+            assertEquals(String.valueOf(SIZE), size.trim());
+        }
+    }
+
+    @Test
+    void tcpOffLoopbackIsRefusedWithoutTcpAny() throws Exception {
+        Path log = dir.resolve("tcp.log");
+        Process p = BowdProcess.launch(dir, log, List.of("--device", image().toString(), "--tcp", "0.0.0.0:0",
+                "--control", dir.resolve("c.sock").toString(), "--socket", dir.resolve("n.sock").toString()));
+        assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS));
+        String msg = Files.readString(log);
+        assertEquals(1, p.exitValue(), msg);
+        assertTrue(msg.contains("loopback"), msg);
+        assertTrue(Files.notExists(dir.resolve("c.sock")), "control socket cleaned up");
+    }
 }
