@@ -34,10 +34,25 @@ public final class ControlClient implements Closeable {
     }
 
     public Response call(Request request) throws IOException {
-        Framing.write(Channels.newOutputStream(channel), request);
+        try {
+            Framing.write(Channels.newOutputStream(channel), request);
+        } catch (IOException e) {
+            // The daemon may have answered and hung up already (a refused uid): read that answer.
+            Response early = readQuietly();
+            if (early != null) return early;
+            throw e;
+        }
         Response r = Framing.read(Channels.newInputStream(channel), Response.parser());
         if (r == null) throw new IOException("bowd closed the control connection without answering");
         return r;
+    }
+
+    private Response readQuietly() {
+        try {
+            return Framing.read(Channels.newInputStream(channel), Response.parser());
+        } catch (IOException e) {
+            return null;
+        }
     }
 
     @Override

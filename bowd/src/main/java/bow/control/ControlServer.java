@@ -127,6 +127,13 @@ public final class ControlServer implements Closeable {
             int uid = peerUid(c);
             if (!uidAllowed.test(uid)) {
                 log.warn("control request from uid {} refused: not allowed", uid);
+                // Take the client's first request (size-capped) before answering, so that the
+                // answer is not lost to a broken pipe on the client's side of the write.
+                try {
+                    Framing.read(Channels.newInputStream(c), Request.parser());
+                } catch (IOException ignored) {
+                    // whatever it sent, it is refused
+                }
                 reply(c, error(Response.Code.NOT_ALLOWED, "uid " + uid + " is not allowed to control bowd"
                         + " (allowed: root, the daemon's own user, and --allow-uid)"));
                 return;
