@@ -161,4 +161,19 @@ class DaemonCliTest {
         assertTrue(msg.contains("loopback"), msg);
         assertTrue(Files.notExists(dir.resolve("c.sock")), "control socket cleaned up");
     }
+
+    @Test
+    void aRefusedUidGetsPermissionDeniedEveryTime() throws Exception {
+        bow.engine.ModeEngine engine = bow.bowmode.BowEngine.open(new bow.blockdev.MemoryBlockDevice(1 << 20), "mem", 4096);
+        try (bow.control.ControlServer server = new bow.control.ControlServer(engine, () -> 0, uid -> false, () -> { })) {
+            Path sock = dir.resolve("refusing.sock");
+            server.listen(sock);
+            // The server answers a refused peer after its request: the answer is never lost to a broken pipe.
+            for (int i = 0; i < 50; i++) {
+                OfflineCommandsTest.Run r = bowctl("status", "--control", sock.toString());
+                assertEquals(ExitCodes.PERMISSION_DENIED, r.code(), r.err());
+                assertTrue(r.err().contains("permission denied") && r.err().contains("not allowed"), r.err());
+            }
+        }
+    }
 }
