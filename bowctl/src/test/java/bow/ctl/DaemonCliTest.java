@@ -169,11 +169,62 @@ class DaemonCliTest {
             Path sock = dir.resolve("refusing.sock");
             server.listen(sock);
             // The server answers a refused peer after its request: the answer is never lost to a broken pipe.
-            for (int i = 0; i < 50; i++) {
+            for (int i = 0; i < 10; i++) {
                 OfflineCommandsTest.Run r = bowctl("status", "--control", sock.toString());
                 assertEquals(ExitCodes.PERMISSION_DENIED, r.code(), r.err());
                 assertTrue(r.err().contains("permission denied") && r.err().contains("not allowed"), r.err());
             }
         }
+    }
+
+    private static List<String> bowdCommand(String... args) {
+        List<String> cmd = new java.util.ArrayList<>(List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp", System.getProperty("java.class.path"), "bow.daemon.Bowd"));
+        cmd.addAll(List.of(args));
+        return cmd;
+    }
+
+    @Test
+    void socketActivationServesTheListenerItIsHanded() throws Exception {
+        bow.testing.HostTools.requireTools("nbdinfo");
+        List<String> cmd = new java.util.ArrayList<>(List.of("nbdinfo", "--size", "--", "["));
+        cmd.addAll(bowdCommand("--device", image().toString(), "--control", dir.resolve("c.sock").toString()));
+        cmd.add("]");
+        assertEquals(String.valueOf(SIZE), bow.testing.HostTools.run(cmd).checkOk().lines()
+                .filter(l -> l.matches("\\d+")).findFirst().orElse(""));
+    }
+
+    @Test
+    void stdinServesOneConnectionThenExits() throws Exception {
+        bow.testing.HostTools.require(bow.testing.HostTools.run(List.of("/usr/bin/python3", "-c", "import nbd")).code() == 0,
+                "python3-libnbd is not installed");
+        Path img = image();
+        String py = "import nbd,sys,json\n"
+                + "h=nbd.NBD(); h.connect_command(json.loads(sys.argv[1]))\n"
+                + "print(h.get_size()); h.pwrite(b'x'*4096, 8192); h.flush(); h.shutdown()\n";
+        StringBuilder json = new StringBuilder("[");
+        for (String a : bowdCommand("--stdin", "--device", img.toString(), "--control", dir.resolve("c.sock").toString())) {
+            if (json.length() > 1) json.append(',');
+            json.append(Json.quote(a));
+        }
+        String out = bow.testing.HostTools.run(List.of("/usr/bin/python3", "-c", py, json.append(']').toString())).checkOk();
+        assertTrue(out.contains(String.valueOf(SIZE)), out);
+        byte[] b = new byte[4096];
+        try (RandomAccessFile f = new RandomAccessFile(img.toFile(), "r")) {
+            f.seek(8192);
+            f.readFully(b);
+        }
+        for (byte x : b) assertEquals('x', x);
+    }
+
+    @Test
+    void stdinThatIsNotASocketIsAClearError() throws Exception {
+        Path log = dir.resolve("stdin.log");
+        Process p = BowdProcess.launch(dir, log, List.of("--stdin", "--device", image().toString(),
+                "--control", dir.resolve("c.sock").toString()));
+        assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS));
+        String msg = Files.readString(log);
+        assertEquals(1, p.exitValue(), msg);
+        assertTrue(msg.contains("standard input is not a connected socket"), msg);
     }
 }

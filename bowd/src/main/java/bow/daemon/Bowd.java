@@ -5,6 +5,7 @@ import bow.blockdev.FileBlockDevice;
 import bow.bowmode.BowEngine;
 import bow.bowmode.CheckpointPresentException;
 import bow.engine.ModeEngine;
+import bow.nbd.SocketActivation;
 import bow.snapshot.PersistentEngine;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -15,6 +16,7 @@ import picocli.CommandLine.Option;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -58,10 +60,10 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--snapshot-writable", description = "persistent mode: the 'snapshot' export accepts writes.")
     boolean snapshotWritable;
 
-    @Option(names = "--socket", paramLabel = "PATH", description = "NBD Unix socket (default: /run/bow/nbd.sock, or $BOW_RUN/nbd.sock).")
+    @Option(names = "--socket", paramLabel = "PATH", description = "NBD Unix socket (default: /run/bow/nbd.sock, or $BOW_RUN/nbd.sock; none by default when started by socket activation).")
     Path socket;
 
-    @Option(names = "--tcp", paramLabel = "HOST:PORT", description = "Also serve NBD on this TCP address (loopback only).")
+    @Option(names = "--tcp", paramLabel = "HOST:PORT", description = "Also serve NBD on this TCP address (loopback only, unless --tcp-any).")
     String tcp;
 
     @Option(names = "--tcp-any", description = "Allow --tcp on a non-loopback address. NBD has no authentication: anyone who reaches the port can read and write the device.")
@@ -98,7 +100,10 @@ public final class Bowd implements Callable<Integer> {
                 log.info("created the default image {} (1 GiB, sparse)", device);
             }
         }
-        if (socket == null) socket = run.resolve("nbd.sock");
+        // Socket activation (LISTEN_FDS) hands over the NBD listener; then the default
+        // Unix socket is not opened unless --socket asks for it.
+        ServerSocketChannel activated = stdin ? null : SocketActivation.listener();
+        if (socket == null && activated == null && !stdin) socket = run.resolve("nbd.sock");
         if (control == null) control = run.resolve("control.sock");
         ModeEngine engine;
         try {
@@ -140,7 +145,7 @@ public final class Bowd implements Callable<Integer> {
         }, "bowd-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
         try {
-            daemon.start();
+            daemon.start(activated);
             log.info("bowd serving {} in {} mode ({})", device, engine.mode(), engine.status().state());
             daemon.runUntilStopped();
         } catch (IOException e) {
