@@ -4,6 +4,7 @@ import bow.blockdev.BlockDevice;
 import bow.restore.LogChain;
 import bow.restore.LogInspector;
 import bow.restore.Restore;
+import bow.snapshot.PersistentMerge;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -19,7 +20,8 @@ import java.util.concurrent.Callable;
 
 /** {@code bowctl rollback --device PATH}: the offline restore of a bow-mode checkpoint, no daemon needed. */
 @Command(name = "rollback", mixinStandardHelpOptions = true,
-        description = {"Roll a bow-mode checkpoint back on the raw device or image, with no daemon running.",
+        description = {"Roll a checkpoint back on the raw device or image, with no daemon running.",
+                "bow mode: restore from the log in block 0. persistent mode (--mode persistent --cow COW): merge the COW back.",
                 "The whole log is validated first; a log that fails validation leaves the device untouched.",
                 "An interrupted rollback resumes where it stopped when run again."},
         exitCodeListHeading = "%nExit codes:%n",
@@ -41,11 +43,29 @@ public final class RollbackCommand implements Callable<Integer> {
     @Option(names = {"-y", "--yes"}, description = "Do not ask for confirmation on a terminal.")
     boolean yes;
 
+    @Option(names = "--mode", defaultValue = "bow", paramLabel = "bow|persistent",
+            description = "bow (default): restore from the log in the device's block 0. persistent: merge the COW (--cow) back into the device.")
+    String mode;
+
+    @Option(names = "--cow", paramLabel = "PATH", description = "persistent mode: the COW device or file holding the snapshot.")
+    Path cow;
+
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         long start = System.nanoTime();
+        if ("persistent".equals(mode)) return mergePersistent(out, err, start);
+        if (!"bow".equals(mode)) {
+            err.println("bowctl: unknown --mode " + mode + " (bow or persistent)");
+            err.flush();
+            return ExitCodes.USAGE;
+        }
+        if (cow != null) {
+            err.println("bowctl: --cow is for --mode persistent");
+            err.flush();
+            return ExitCodes.USAGE;
+        }
         try (BlockDevice dev = OfflineDevice.open(device, false)) {
             ProgressLine progress = new ProgressLine(err);
             Console console = System.console();
@@ -79,6 +99,39 @@ public final class RollbackCommand implements Callable<Integer> {
                 err.flush();
             }
             return code;
+        }
+    }
+
+    /**
+     * Offline merge of a dm-snapshot COW back into the origin: newest exceptions
+     * first, each run flushed before its metadata is cleared, so a rerun after an
+     * interruption finishes the job.
+     */
+    private int mergePersistent(PrintWriter out, PrintWriter err, long start) {
+        if (cow == null) {
+            err.println("bowctl: --mode persistent needs --cow PATH");
+            err.flush();
+            return ExitCodes.USAGE;
+        }
+        try (BlockDevice origin = OfflineDevice.open(device, false); BlockDevice cowDev = OfflineDevice.open(cow, false)) {
+            ProgressLine progress = new ProgressLine(err);
+            PersistentMerge.Result r;
+            try {
+                r = PersistentMerge.run(origin, cowDev, (done, total) -> progress.progress("merge", done, total));
+            } finally {
+                progress.clear();
+            }
+            if (!r.snapshotFound()) {
+                err.println("bowctl: no snapshot on " + cow + ": nothing to roll back");
+                err.flush();
+                return ExitCodes.NO_CHECKPOINT;
+            }
+            out.printf(Locale.ROOT, "merged %s back into %s: %d chunks in %.1f s; the snapshot is removed%n",
+                    cow, device, r.chunksMerged(), (System.nanoTime() - start) / 1e9);
+            out.flush();
+            return ExitCodes.OK;
+        } catch (IOException e) {
+            return OfflineDevice.report(err, device, e);
         }
     }
 
