@@ -40,6 +40,7 @@ class DaemonCliTest {
         String ctl;
         try (BowdProcess d = BowdProcess.start(dir, "--device", img.toString())) {
             ctl = d.control.toString();
+            assertEquals("rw-------", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(d.control)));
             Map<String, Object> s = status(d.control);
             assertEquals("bow", s.get("mode"));
             assertEquals("0 TRIM", s.get("state"));
@@ -226,5 +227,35 @@ class DaemonCliTest {
         String msg = Files.readString(log);
         assertEquals(1, p.exitValue(), msg);
         assertTrue(msg.contains("standard input is not a connected socket"), msg);
+    }
+
+    /** Runs a tiny control client as another user; returns what the daemon answered. */
+    private static String asUser(int uid, Path sock, boolean send) throws Exception {
+        // A status request is the bytes {len=2, field 1 (status), length 0}.
+        String py = "import socket,sys\n"
+                + "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+                + (send ? "s.sendall(bytes([2,10,0]))\n" : "")
+                + "sys.stdout.buffer.write(s.recv(4096))\n";
+        return bow.testing.HostTools.run(List.of("setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups",
+                "/usr/bin/python3", "-c", py, sock.toString())).checkOk();
+    }
+
+    @Test
+    void anAllowListedUserIsServedAndOthersAreRefused() throws Exception {
+        bow.testing.HostTools.require(bow.testing.HostTools.isRoot(), "root is needed to run clients as other users");
+        bow.testing.HostTools.requireTools("setpriv");
+        bow.testing.HostTools.require(Files.isExecutable(Path.of("/usr/bin/python3")), "/usr/bin/python3 is needed");
+        Files.setPosixFilePermissions(dir, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        try (BowdProcess d = BowdProcess.start(dir, "--device", image().toString(), "--allow-uid", "65534")) {
+            assertEquals("rw-rw-rw-", java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(d.control)));
+            String allowed = asUser(65534, d.control, true);
+            assertTrue(allowed.contains("bow") && allowed.contains("0 TRIM") && !allowed.contains("not allowed"), allowed);
+            String refused = asUser(65533, d.control, true);
+            assertTrue(refused.contains("uid 65533 is not allowed"), refused);
+            // One that connects and sends nothing is answered and cut off, not left holding a slot.
+            String silent = asUser(65533, d.control, false);
+            assertTrue(silent.contains("uid 65533 is not allowed"), silent);
+            assertEquals(0, bowctl("status", "--control", d.control.toString()).code(), "root is still served");
+        }
     }
 }

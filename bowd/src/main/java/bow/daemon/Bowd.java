@@ -78,7 +78,8 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--control", paramLabel = "PATH", description = "Control socket for bowctl (default: /run/bow/control.sock, or $BOW_RUN/control.sock).")
     Path control;
 
-    @Option(names = "--allow-uid", paramLabel = "UID", description = "Also allow this uid on the control socket (root and the daemon's own uid always are). Repeatable.")
+    @Option(names = "--allow-uid", paramLabel = "UID", description = "Also allow this uid on the control socket (root and the daemon's own uid always are). Repeatable. "
+                    + "The socket file is then mode 0666 (else 0600) and each peer's uid is checked (SO_PEERCRED).")
     List<Integer> allowUids = new ArrayList<>();
 
     @Option(names = "--force", description = "bow mode: serve a device that still carries a checkpoint log as a plain device (its block 0 is the log). Rarely what you want.")

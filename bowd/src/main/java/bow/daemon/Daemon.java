@@ -61,7 +61,8 @@ public final class Daemon {
                         + (activated != null ? " (this parent uses socket activation: leave out --stdin)" : ""));
             }
         }
-        control.listen(config.controlSocket());
+        // Allow-listed users must be able to open the socket file; the uid check still gates them.
+        control.listen(config.controlSocket(), !config.allowUids().isEmpty());
         if (config.stdin()) return;
         if (activated != null) {
             nbd.listen(activated);
