@@ -258,4 +258,31 @@ class DaemonCliTest {
             assertEquals(0, bowctl("status", "--control", d.control.toString()).code(), "root is still served");
         }
     }
+
+    @Test
+    void persistentModeServesOriginAndAReadOnlySnapshot() throws Exception {
+        Path cow = dir.resolve("cow.img");
+        try (RandomAccessFile f = new RandomAccessFile(cow.toFile(), "rw")) {
+            f.setLength(16L << 20);
+        }
+        try (BowdProcess d = BowdProcess.start(dir, "--mode", "persistent", "--device", image().toString(), "--cow", cow.toString())) {
+            String ctl = d.control.toString();
+            assertEquals("persistent", status(d.control).get("mode"));
+            OfflineCommandsTest.Run start = bowctl("checkpoint", "start", "--control", ctl);
+            assertEquals(0, start.code(), start.err());
+            assertEquals("CHECKPOINT", status(d.control).get("state"));
+            bow.testing.HostTools.requireTools("nbdinfo");
+            String list = bow.testing.HostTools.run(List.of("nbdinfo", "--list", "--json", "nbd+unix:///?socket=" + d.nbd)).checkOk();
+            assertTrue(list.matches("(?s).*\"export-name\": \"snapshot\".*\"is_read_only\": true.*"), list);
+            assertEquals(0, bowctl("shutdown", "--control", ctl).code());
+            assertEquals(0, d.waitFor(), d.output());
+        }
+        // Without a COW the mode cannot start: a clear message, exit 1.
+        Path log = dir.resolve("nocow.log");
+        Process p = BowdProcess.launch(dir, log, List.of("--mode", "persistent", "--device", image().toString(),
+                "--control", dir.resolve("c3.sock").toString(), "--socket", dir.resolve("n3.sock").toString()));
+        assertTrue(p.waitFor(60, java.util.concurrent.TimeUnit.SECONDS));
+        assertEquals(1, p.exitValue());
+        assertTrue(Files.readString(log).contains("--mode persistent needs --cow PATH"), Files.readString(log));
+    }
 }
