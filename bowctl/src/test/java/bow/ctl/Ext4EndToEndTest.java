@@ -91,6 +91,40 @@ class Ext4EndToEndTest {
         assertEquals(expected, mountedManifest());
     }
 
+    /**
+     * The free space comes from bowctl's own FITRIM; after a clean shutdown mid-checkpoint
+     * the daemon refuses the device, and the offline commit keeps the changes.
+     */
+    @Test
+    void fitrimThenOfflineCommitKeepsTheNewFiles() throws Exception {
+        startDaemon();
+        attach();
+        makeFilesystem();
+        Run start = bowctl("checkpoint", "start", "--fitrim", mnt.toString(), "--control", control.toString());
+        assertEquals(0, start.code, start.toString());
+        Matcher trimmed = Pattern.compile("^trimmed (\\d+) bytes of free space on ").matcher(start.out);
+        assertTrue(trimmed.find(), start.out);
+        assertTrue(Long.parseLong(trimmed.group(1)) > SIZE / 2, "most of a fresh filesystem is free: " + start.out);
+        assertTrue(start.out.contains("checkpoint started ("), start.out);
+        assertTrue(bowctl("ranges", "--json", "--control", control.toString()).out.contains("\"type\":\"Free\""));
+        workload(new Random(4), 100);
+        Map<String, String> expected = manifest(mnt);
+        detach(false);
+        stopDaemon();       // the checkpoint stays on the device
+
+        List<String> again = new ArrayList<>(daemonCommand());
+        HostTools.Result refused = run(again, 60);
+        assertEquals(3, refused.code(), refused.output());
+        assertTrue(refused.output().contains("'bowctl rollback --device " + img + "'"), refused.output());
+        assertTrue(refused.output().contains("'bowctl commit --device " + img + "'"), refused.output());
+
+        Run commit = bowctl("commit", "--device", img.toString());
+        assertEquals(0, commit.code, commit.toString());
+        assertEquals(3, bowctl("log", "verify", "--device", img.toString()).code, "no log left after the commit");
+        run(List.of("e2fsck", "-fn", img.toString())).checkOk();
+        assertEquals(expected, mountedManifest(), "every file as the workload left it");
+    }
+
     @Test
     void killDashNineMidWorkloadStillRollsBackExactly() throws Exception {
         Start s = prepareAndStartCheckpoint();
@@ -123,17 +157,7 @@ class Ext4EndToEndTest {
     Start prepareAndStartCheckpoint() throws Exception {
         startDaemon();
         attach();
-        run(List.of("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop)).checkOk();
-        run(List.of("mount", loop, mnt.toString())).checkOk();
-        mounted = true;
-        Random r = new Random(42);
-        for (int i = 0; i < 60; i++) {
-            Path d = Files.createDirectories(mnt.resolve("dir" + (i % 7)));
-            byte[] data = new byte[r.nextInt(200_000) + 1];
-            r.nextBytes(data);
-            Files.write(d.resolve("file" + i), data);
-        }
-        run(List.of("sync")).checkOk();
+        makeFilesystem();
         run(List.of("fstrim", mnt.toString())).checkOk();     // state 0: the daemon learns the free space
         Map<String, String> files = manifest(mnt);
         // Freeze so that the image is byte-stable while it is copied and the checkpoint starts.
@@ -154,6 +178,21 @@ class Ext4EndToEndTest {
         Run st = bowctl("status", "--json", "--control", control.toString());
         assertTrue(st.out.contains("\"state\":\"1 CHECKPOINT\""), st.out);
         return new Start(image, free, files);
+    }
+
+    /** mkfs, mount, and 60 files in 7 directories, synced. */
+    void makeFilesystem() throws Exception {
+        run(List.of("mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop)).checkOk();
+        run(List.of("mount", loop, mnt.toString())).checkOk();
+        mounted = true;
+        Random r = new Random(42);
+        for (int i = 0; i < 60; i++) {
+            Path d = Files.createDirectories(mnt.resolve("dir" + (i % 7)));
+            byte[] data = new byte[r.nextInt(200_000) + 1];
+            r.nextBytes(data);
+            Files.write(d.resolve("file" + i), data);
+        }
+        run(List.of("sync")).checkOk();
     }
 
     /** Creates, rewrites, appends to and deletes files, and writes a big one. */
@@ -220,11 +259,18 @@ class Ext4EndToEndTest {
 
     // ---------------------------------------------------------------- plumbing
 
-    void startDaemon() throws Exception {
-        List<String> cmd = List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+    /**
+     * What bin/bowd runs, on the classpath of this build: bin/bowd itself would start a
+     * nested Maven package, since the test phase comes before the jars exist.
+     */
+    List<String> daemonCommand() {
+        return List.of(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                 "-cp", System.getProperty("java.class.path"), "bow.daemon.Bowd",
                 "--device", img.toString(), "--socket", sock.toString(), "--control", control.toString());
-        daemon = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(dir.resolve("bowd.log").toFile()).start();
+    }
+
+    void startDaemon() throws Exception {
+        daemon = new ProcessBuilder(daemonCommand()).redirectErrorStream(true).redirectOutput(dir.resolve("bowd.log").toFile()).start();
         waitFor(() -> Files.exists(sock) && Files.exists(control), "bowd sockets");
     }
 

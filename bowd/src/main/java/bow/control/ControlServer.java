@@ -96,6 +96,9 @@ public final class ControlServer implements Closeable {
         if (path.getParent() != null) Files.createDirectories(path.getParent());
         if (Files.exists(path)) {
             if (Files.isRegularFile(path) || Files.isDirectory(path)) throw new IOException(path + " exists and is not a socket; refusing to replace it");
+            if (answers(path)) {
+                throw new IOException("another bowd is already running on " + path + "; stop it first (bowctl shutdown)");
+            }
             Files.delete(path);   // stale socket of an earlier run
         }
         ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
@@ -112,6 +115,16 @@ public final class ControlServer implements Closeable {
         t.setDaemon(true);
         t.start();
         log.info("control socket on {}{}", path, openToAllUsers ? " (mode 0666: peers are checked by uid)" : "");
+    }
+
+    /** Whether a live server accepts connections on the socket (a stale one refuses them). */
+    private static boolean answers(Path socket) {
+        try (SocketChannel probe = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            probe.connect(UnixDomainSocketAddress.of(socket));
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     private void acceptLoop() {

@@ -88,10 +88,13 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--resume", description = "bow mode: continue the checkpoint the device carries (after a reboot during the update). Run fstrim after mounting to give it free space again.")
     boolean resume;
 
+    @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
     private final List<BlockDevice> opened = new ArrayList<>();
 
     @Override
     public Integer call() throws Exception {
+        java.io.PrintWriter err = spec.commandLine().getErr();
         Path home = Path.of(env("BOW_HOME", "/var/lib/bow"));
         Path run = Path.of(env("BOW_RUN", "/run/bow"));
         if (device == null) {
@@ -110,12 +113,14 @@ public final class Bowd implements Callable<Integer> {
         try {
             engine = openEngine();
         } catch (CheckpointPresentException e) {
-            System.err.println("bowd: " + e.getMessage());
-            System.err.println("bowd: or start with --resume to continue the checkpoint (after a reboot during the update).");
+            err.println("bowd: " + e.getMessage());
+            err.println("bowd: or start with --resume to continue the checkpoint (after a reboot during the update).");
+            err.flush();
             closeDevices();
             return 3;
         } catch (IOException | IllegalArgumentException e) {
-            System.err.println("bowd: " + e.getMessage());
+            err.println("bowd: " + e.getMessage());
+            err.flush();
             closeDevices();
             return 1;
         }
@@ -150,7 +155,8 @@ public final class Bowd implements Callable<Integer> {
             log.info("bowd serving {} in {} mode ({})", device, engine.mode(), engine.status().state());
             daemon.runUntilStopped();
         } catch (IOException e) {
-            System.err.println("bowd: " + e.getMessage());
+            err.println("bowd: " + e.getMessage());
+            err.flush();
             return 1;
         } finally {
             daemon.stop();
