@@ -42,23 +42,41 @@ public final class CheckpointCommand implements Runnable {
                 description = "First trim the filesystem mounted here (FITRIM ioctl), so the kernel sends its free space to the daemon as discards.")
         Path fitrim;
 
+        @Option(names = "--retries", defaultValue = "0", paramLabel = "N",
+                description = "If the daemon fails the start with a plain error (not invalid state, not permission), "
+                        + "trim again (with --fitrim) and retry up to N more times. Default ${DEFAULT-VALUE}.")
+        int retries;
+
         @Override
         public Integer call() {
             PrintWriter out = spec.commandLine().getOut();
             PrintWriter err = spec.commandLine().getErr();
-            if (fitrim != null) {
-                try {
-                    long trimmed = fitrim(fitrim);
-                    out.println("trimmed " + trimmed + " bytes of free space on " + fitrim);
-                } catch (LastErrorException e) {
-                    err.println("bowctl: FITRIM on " + fitrim + " failed: " + LinuxNative.describe(e));
-                    err.flush();
-                    return ExitCodes.FAILURE;
-                }
+            if (retries < 0) {
+                err.println("bowctl: --retries must be 0 or more");
+                err.flush();
+                return ExitCodes.USAGE;
             }
             int[] code = {0};
-            Response r = control.call(Request.newBuilder().setStartCheckpoint(StartCheckpointRequest.getDefaultInstance()).build(), err, code);
-            if (r != null && code[0] == 0) out.println(r.getMessage());
+            for (int attempt = 0; ; attempt++) {
+                if (fitrim != null) {
+                    try {
+                        long trimmed = fitrim(fitrim);
+                        out.println("trimmed " + trimmed + " bytes of free space on " + fitrim);
+                        out.flush();
+                    } catch (LastErrorException e) {
+                        err.println("bowctl: FITRIM on " + fitrim + " failed: " + LinuxNative.describe(e));
+                        err.flush();
+                        return ExitCodes.FAILURE;
+                    }
+                }
+                Response r = control.call(Request.newBuilder().setStartCheckpoint(StartCheckpointRequest.getDefaultInstance()).build(), err, code);
+                if (r != null && code[0] == 0) out.println(r.getMessage());
+                // Only a plain failure may be transient; a refused or ill-timed start will not change by retrying.
+                boolean retryable = r != null && r.getCode() == Response.Code.ERROR;
+                if (code[0] == 0 || !retryable || attempt >= retries) break;
+                err.println("bowctl: retrying checkpoint start (" + (attempt + 1) + " of " + retries + ")");
+                err.flush();
+            }
             out.flush();
             return code[0];
         }

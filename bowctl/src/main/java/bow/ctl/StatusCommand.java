@@ -51,8 +51,8 @@ public final class StatusCommand implements Callable<Integer> {
             f.put("details", new java.util.TreeMap<>(s.getDetailsMap()));
             out.println(Json.object(f));
         } else {
-            f.forEach((k, v) -> out.printf("%-16s %s%n", k, v));
-            new java.util.TreeMap<>(s.getDetailsMap()).forEach((k, v) -> out.printf("%-16s %s%n", k, v));
+            f.forEach((k, v) -> out.printf("%-18s %s%n", k, v));
+            new java.util.TreeMap<>(s.getDetailsMap()).forEach((k, v) -> out.printf("%-18s %s%n", k, v));
         }
         out.flush();
         return ExitCodes.OK;

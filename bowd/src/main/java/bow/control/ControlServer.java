@@ -29,6 +29,9 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.util.Set;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledFuture;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntPredicate;
 import java.util.function.IntSupplier;
@@ -49,6 +52,12 @@ public final class ControlServer implements Closeable {
     private final Runnable shutdown;
     private final ExecutorService clients = Executors.newCachedThreadPool(r -> {
         Thread t = new Thread(r, "control-client");
+        t.setDaemon(true);
+        return t;
+    });
+    private static final long REFUSED_READ_TIMEOUT_MS = 2000;
+    private final ScheduledExecutorService timeouts = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "control-timeouts");
         t.setDaemon(true);
         return t;
     });
@@ -74,7 +83,16 @@ public final class ControlServer implements Closeable {
         return uid -> uid == 0 || uid == self || allowList.contains(uid);
     }
 
+    /** Listens on a socket file only its owner (root, or the daemon's user) can connect to: mode 0600. */
     public void listen(Path path) throws IOException {
+        listen(path, false);
+    }
+
+    /**
+     * Listens on {@code path}. With {@code openToAllUsers} the file is 0666 so that
+     * allow-listed users can connect at all; the SO_PEERCRED check then decides.
+     */
+    public void listen(Path path, boolean openToAllUsers) throws IOException {
         if (path.getParent() != null) Files.createDirectories(path.getParent());
         if (Files.exists(path)) {
             if (Files.isRegularFile(path) || Files.isDirectory(path)) throw new IOException(path + " exists and is not a socket; refusing to replace it");
@@ -90,13 +108,13 @@ public final class ControlServer implements Closeable {
         } finally {
             LinuxNative.umask(old);
         }
-        Files.setPosixFilePermissions(path, PosixFilePermissions.fromString("rw-------"));
+        Files.setPosixFilePermissions(path, PosixFilePermissions.fromString(openToAllUsers ? "rw-rw-rw-" : "rw-------"));
         this.listener = ch;
         this.socketPath = path;
         Thread t = new Thread(this::acceptLoop, "control-accept");
         t.setDaemon(true);
         t.start();
-        log.info("control socket on {}", path);
+        log.info("control socket on {}{}", path, openToAllUsers ? " (mode 0666: peers are checked by uid)" : "");
     }
 
     /** Whether a live server accepts connections on the socket (a stale one refuses them). */
@@ -140,6 +158,24 @@ public final class ControlServer implements Closeable {
             int uid = peerUid(c);
             if (!uidAllowed.test(uid)) {
                 log.warn("control request from uid {} refused: not allowed", uid);
+                // Take the client's first request (size-capped) before answering, so that the
+                // answer is not lost to a broken pipe on the client's side of the write.
+                // A peer that sends nothing stops being waited for after a moment (its input is
+                // shut, the read ends), gets the answer anyway and cannot hold a slot.
+                ScheduledFuture<?> cut = timeouts.schedule(() -> {
+                    try {
+                        c.shutdownInput();
+                    } catch (IOException ignored) {
+                        // the peer is gone already
+                    }
+                }, REFUSED_READ_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                try {
+                    Framing.read(Channels.newInputStream(c), Request.parser());
+                } catch (IOException ignored) {
+                    // whatever it sent, it is refused
+                } finally {
+                    cut.cancel(false);
+                }
                 reply(c, error(Response.Code.NOT_ALLOWED, "uid " + uid + " is not allowed to control bowd"
                         + " (allowed: root, the daemon's own user, and --allow-uid)"));
                 return;
@@ -253,6 +289,7 @@ public final class ControlServer implements Closeable {
         closed = true;
         if (listener != null) listener.close();
         clients.shutdownNow();
+        timeouts.shutdownNow();
         if (socketPath != null) Files.deleteIfExists(socketPath);
     }
 }

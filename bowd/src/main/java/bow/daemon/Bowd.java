@@ -5,6 +5,7 @@ import bow.blockdev.FileBlockDevice;
 import bow.bowmode.BowEngine;
 import bow.bowmode.CheckpointPresentException;
 import bow.engine.ModeEngine;
+import bow.nbd.SocketActivation;
 import bow.snapshot.PersistentEngine;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -15,6 +16,7 @@ import picocli.CommandLine.Option;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
+import java.nio.channels.ServerSocketChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -28,7 +30,7 @@ import java.util.concurrent.Callable;
                 "With no --device, serves a default 1 GiB sparse image (created on first use) at $BOW_HOME/default.img "
                         + "(BOW_HOME defaults to /var/lib/bow)."},
         exitCodeListHeading = "%nExit codes:%n",
-        exitCodeList = {"0:stopped cleanly by bowctl shutdown (SIGTERM also stops cleanly; the JVM then exits 143)", "1:failed to start or serve",
+        exitCodeList = {"0:stopped cleanly (bowctl shutdown, SIGTERM or SIGINT)", "1:failed to start or serve",
                 "2:usage error", "3:the device still carries a checkpoint log (see the message; --force or --resume)"})
 public final class Bowd implements Callable<Integer> {
     private static final Logger log = LoggerFactory.getLogger(Bowd.class);
@@ -58,11 +60,17 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--snapshot-writable", description = "persistent mode: the 'snapshot' export accepts writes.")
     boolean snapshotWritable;
 
-    @Option(names = "--socket", paramLabel = "PATH", description = "NBD Unix socket (default: /run/bow/nbd.sock, or $BOW_RUN/nbd.sock).")
+    @Option(names = "--socket", paramLabel = "PATH", description = "NBD Unix socket (default: /run/bow/nbd.sock, or $BOW_RUN/nbd.sock; none by default when started by socket activation).")
     Path socket;
 
-    @Option(names = "--tcp", paramLabel = "HOST:PORT", description = "Also serve NBD on this TCP address (loopback only).")
+    @Option(names = "--tcp", paramLabel = "HOST:PORT", description = "Also serve NBD on this TCP address (loopback only, unless --tcp-any).")
     String tcp;
+
+    @Option(names = "--tcp-any", description = "Allow --tcp on a non-loopback address. NBD has no authentication: anyone who reaches the port can read and write the device.")
+    boolean tcpAny;
+
+    @Option(names = "--export-name", paramLabel = "NAME", description = "Also offer the default export under this NBD export name (clients asking for the empty name still get it).")
+    String exportName;
 
     @Option(names = "--stdin", description = "Serve one NBD connection on standard input, then exit (for tools that start a server as a command).")
     boolean stdin;
@@ -70,7 +78,8 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--control", paramLabel = "PATH", description = "Control socket for bowctl (default: /run/bow/control.sock, or $BOW_RUN/control.sock).")
     Path control;
 
-    @Option(names = "--allow-uid", paramLabel = "UID", description = "Also allow this uid on the control socket (root and the daemon's own uid always are). Repeatable.")
+    @Option(names = "--allow-uid", paramLabel = "UID", description = "Also allow this uid on the control socket (root and the daemon's own uid always are). Repeatable. "
+                    + "The socket file is then mode 0666 (else 0600) and each peer's uid is checked (SO_PEERCRED).")
     List<Integer> allowUids = new ArrayList<>();
 
     @Option(names = "--force", description = "bow mode: serve a device that still carries a checkpoint log as a plain device (its block 0 is the log). Rarely what you want.")
@@ -95,7 +104,10 @@ public final class Bowd implements Callable<Integer> {
                 log.info("created the default image {} (1 GiB, sparse)", device);
             }
         }
-        if (socket == null) socket = run.resolve("nbd.sock");
+        // Socket activation (LISTEN_FDS) hands over the NBD listener; then the default
+        // Unix socket is not opened unless --socket asks for it.
+        ServerSocketChannel activated = stdin ? null : SocketActivation.listener();
+        if (socket == null && activated == null && !stdin) socket = run.resolve("nbd.sock");
         if (control == null) control = run.resolve("control.sock");
         ModeEngine engine;
         try {
@@ -113,8 +125,25 @@ public final class Bowd implements Callable<Integer> {
             return 1;
         }
         DaemonConfig config = new DaemonConfig(mode, device, cow, blockSize, chunkSize, overflow, snapshotWritable,
-                socket, parseTcp(tcp), stdin, control, new HashSet<>(allowUids));
-        Daemon daemon = Daemon.create(engine, config);
+                socket, parseTcp(tcp), tcpAny, stdin, control, new HashSet<>(allowUids), exportName);
+        Daemon daemon;
+        try {
+            daemon = Daemon.create(engine, config);
+        } catch (IllegalArgumentException e) {
+            System.err.println("bowd: " + e.getMessage());
+            engine.close();
+            closeDevices();
+            return 2;
+        }
+        // SIGTERM/SIGINT end the serving loop like "bowctl shutdown": the main thread then
+        // stops everything in order and the process exits 0. The hook stays as a backstop.
+        for (String sig : new String[] {"TERM", "INT"}) {
+            sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> {
+                log.info("SIG{} received: stopping", sig);
+                daemon.requestStop();
+                if (config.stdin()) daemon.stop();   // the one NBD connection ends; serve() returns
+            });
+        }
         Thread hook = new Thread(() -> {
             daemon.requestStop();
             daemon.stop();
@@ -122,7 +151,7 @@ public final class Bowd implements Callable<Integer> {
         }, "bowd-shutdown");
         Runtime.getRuntime().addShutdownHook(hook);
         try {
-            daemon.start();
+            daemon.start(activated);
             log.info("bowd serving {} in {} mode ({})", device, engine.mode(), engine.status().state());
             daemon.runUntilStopped();
         } catch (IOException e) {

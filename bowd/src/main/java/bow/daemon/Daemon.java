@@ -10,6 +10,8 @@ import org.slf4j.LoggerFactory;
 
 import javax.inject.Inject;
 import java.io.IOException;
+import java.nio.channels.ServerSocketChannel;
+import java.nio.channels.SocketChannel;
 import java.util.concurrent.CountDownLatch;
 
 /** A running bowd: the engine, its NBD export and its control socket, stopped together. */
@@ -31,6 +33,7 @@ public final class Daemon {
     private final ControlServer control;
     private final Stopper stopper;
     private boolean stopped;
+    private SocketChannel stdinChannel;
 
     @Inject
     Daemon(ModeEngine engine, DaemonConfig config, NbdServer nbd, ControlServer control, Stopper stopper) {
@@ -45,10 +48,27 @@ public final class Daemon {
         return DaggerDaemonComponent.builder().engine(engine).config(config).build().daemon();
     }
 
-    /** Opens the sockets. */
-    public void start() throws IOException {
-        control.listen(config.controlSocket());
-        if (!config.stdin()) {
+    /**
+     * Opens the sockets. {@code activated} is a listener handed over by socket
+     * activation (LISTEN_FDS, e.g. {@code nbdinfo -- [ bowd ]}), or null.
+     */
+    public void start(ServerSocketChannel activated) throws IOException {
+        if (config.stdin()) {
+            // Adopted before anything else asks for the inherited channel (computed once per JVM).
+            stdinChannel = SocketActivation.connectedStdin();
+            if (stdinChannel == null) {
+                throw new IOException("--stdin: standard input is not a connected socket"
+                        + (activated != null ? " (this parent uses socket activation: leave out --stdin)" : ""));
+            }
+        }
+        // Allow-listed users must be able to open the socket file; the uid check still gates them.
+        control.listen(config.controlSocket(), !config.allowUids().isEmpty());
+        if (config.stdin()) return;
+        if (activated != null) {
+            nbd.listen(activated);
+            log.info("NBD export on the socket-activation listener (descriptor 3)");
+        }
+        if (config.nbdSocket() != null) {
             // The export gives read and write access to the device: born 0600, like the control socket.
             int old = LinuxNative.umask(0077);
             try {
@@ -57,16 +77,16 @@ public final class Daemon {
                 LinuxNative.umask(old);
             }
             log.info("NBD export on unix socket {}", config.nbdSocket());
-            if (config.tcp() != null) {
-                log.info("NBD export on tcp {}", nbd.listenTcp(config.tcp()));
-            }
+        }
+        if (config.tcp() != null) {
+            log.info("NBD export on tcp {}", nbd.listenTcp(config.tcp()));
         }
     }
 
     /** Serves until SIGTERM, a control "shutdown", or (with --stdin) the one connection ends. */
     public void runUntilStopped() throws IOException, InterruptedException {
         if (config.stdin()) {
-            nbd.serve(SocketActivation.connectedStdin());
+            nbd.serve(stdinChannel);
         } else {
             stopper.await();
         }

@@ -15,7 +15,9 @@ public record DaemonConfig(
         boolean snapshotWritable,
         Path nbdSocket,
         InetSocketAddress tcp,
+        boolean tcpAny,
         boolean stdin,
         Path controlSocket,
-        Set<Integer> allowUids) {
+        Set<Integer> allowUids,
+        String exportName) {
 }

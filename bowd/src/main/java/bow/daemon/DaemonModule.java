@@ -1,5 +1,6 @@
 package bow.daemon;
 
+import bow.blockdev.BlockDevice;
 import bow.control.ControlServer;
 import bow.engine.ModeEngine;
 import bow.nbd.NbdServer;
@@ -7,6 +8,8 @@ import dagger.Module;
 import dagger.Provides;
 
 import javax.inject.Singleton;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 /** How the daemon's parts are made from the engine and the configuration. */
 @Module
@@ -16,15 +19,22 @@ final class DaemonModule {
     @Provides
     @Singleton
     static NbdServer nbdServer(ModeEngine engine, DaemonConfig config) {
-        NbdServer.Options options = new NbdServer.Options();
-        for (String name : engine.exports().keySet()) {
+        NbdServer.Options options = new NbdServer.Options().anyTcpAddress(config.tcpAny());
+        Map<String, BlockDevice> exports = new LinkedHashMap<>(engine.exports());
+        String alias = config.exportName();
+        if (alias != null && !alias.isEmpty()) {
+            // Clients that ask for the name get the default export; clients that ask for "" still do too.
+            if (exports.containsKey(alias)) throw new IllegalArgumentException("--export-name " + alias + " is already an export of " + engine.mode() + " mode");
+            exports.put(alias, engine.exports().get(""));
+        }
+        for (String name : exports.keySet()) {
             options.description(name, engine.mode() + " mode on " + config.device()
-                    + (name.isEmpty() ? "" : " (" + name + " view)"));
+                    + (name.isEmpty() || name.equals(alias) ? "" : " (" + name + " view)"));
         }
         if ("persistent".equals(engine.mode()) && !config.snapshotWritable()) {
             options.readOnlyExport("snapshot");
         }
-        return new NbdServer(engine.exports(), options);
+        return new NbdServer(exports, options);
     }
 
     @Provides

@@ -64,6 +64,7 @@ public final class NbdServer implements Closeable {
         int maximumPayload = 32 << 20;
         Duration closeTimeout = Duration.ofSeconds(30);
         int maxConnections = 256;
+        boolean anyTcpAddress;
 
         /** Every export read-only. */
         public Options readOnly(boolean v) { readOnly = v; return this; }
@@ -91,6 +92,8 @@ public final class NbdServer implements Closeable {
         }
         /** Connections served at once on the listeners; more are closed right after accept. */
         public Options maxConnections(int n) { maxConnections = positive(n, "maxConnections"); return this; }
+        /** Allow TCP listeners on non-loopback addresses (NBD has no authentication: the operator's choice). */
+        public Options anyTcpAddress(boolean v) { anyTcpAddress = v; return this; }
         /** How long {@link NbdServer#close()} waits for connections to finish before cutting them. */
         public Options closeTimeout(Duration d) { closeTimeout = Objects.requireNonNull(d); return this; }
 
@@ -183,11 +186,12 @@ public final class NbdServer implements Closeable {
 
     /**
      * Listens on a loopback TCP address (port 0 picks a free port) and returns
-     * the bound address. NBD has no authentication here, so other addresses are refused.
+     * the bound address. NBD has no authentication here, so other addresses are refused
+     * unless {@link Options#anyTcpAddress} allows them.
      */
     public InetSocketAddress listenTcp(InetSocketAddress address) throws IOException {
         checkOpen();
-        if (address.getAddress() == null || !address.getAddress().isLoopbackAddress()) {
+        if (address.getAddress() == null || (!address.getAddress().isLoopbackAddress() && !options.anyTcpAddress)) {
             throw new IllegalArgumentException("NBD over TCP is only offered on loopback, not " + address);
         }
         ServerSocketChannel ssc = ServerSocketChannel.open(address.getAddress() instanceof java.net.Inet6Address
