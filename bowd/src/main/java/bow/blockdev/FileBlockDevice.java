@@ -44,6 +44,7 @@ public final class FileBlockDevice implements BlockDevice {
         Set<StandardOpenOption> opts = readOnly ? Set.of(StandardOpenOption.READ)
                 : Set.of(StandardOpenOption.READ, StandardOpenOption.WRITE);
         FileChannel ch = FileChannel.open(path, opts);
+        if (!readOnly) lockExclusively(path, ch);
         int fd = -1;
         long size;
         try {
@@ -69,6 +70,24 @@ public final class FileBlockDevice implements BlockDevice {
             throw e;
         }
         return new FileBlockDevice(path, ch, isBlock, readOnly, size, fd);
+    }
+
+    /**
+     * One writer at a time: bowd serving a device and an offline rollback of the same
+     * device must never run together. An advisory lock (fcntl) on the whole file
+     * or device node, released when the channel closes or the process dies.
+     */
+    private static void lockExclusively(Path path, FileChannel ch) throws IOException {
+        java.nio.channels.FileLock lock;
+        try {
+            lock = ch.tryLock();
+        } catch (java.nio.channels.OverlappingFileLockException e) {
+            lock = null;
+        }
+        if (lock == null) {
+            ch.close();
+            throw new DeviceException(Errno.EPERM, path + " is in use by another writer (is bowd serving it?); stop it first");
+        }
     }
 
     /** Creates a sparse image file of the given size (fails if it exists). */

@@ -47,4 +47,18 @@ class FileBlockDeviceTest {
         }
         assertThrows(java.io.IOException.class, () -> FileBlockDevice.open(dir.resolve("missing"), false));
     }
+
+    @Test
+    void oneWriterAtATime() throws Exception {
+        Path img = dir.resolve("c.img");
+        FileBlockDevice.createSparse(img, 65536);
+        try (FileBlockDevice first = FileBlockDevice.open(img, false)) {
+            DeviceException e = assertThrows(DeviceException.class, () -> FileBlockDevice.open(img, false));
+            assertTrue(e.getMessage().contains("in use"), e.getMessage());
+            try (FileBlockDevice reader = FileBlockDevice.open(img, true)) {
+                assertEquals(65536, reader.size(), "readers are not locked out");
+            }
+        }
+        FileBlockDevice.open(img, false).close();   // free again once closed
+    }
 }
