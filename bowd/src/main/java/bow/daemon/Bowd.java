@@ -5,6 +5,8 @@ import bow.blockdev.FileBlockDevice;
 import bow.bowmode.BowEngine;
 import bow.bowmode.CheckpointPresentException;
 import bow.engine.ModeEngine;
+import bow.lifecycle.CheckpointRecord;
+import bow.lifecycle.LowSpacePolicy;
 import bow.snapshot.PersistentEngine;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -79,6 +81,19 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--resume", description = "bow mode: continue the checkpoint the device carries (after a reboot during the update). Run fstrim after mounting to give it free space again.")
     boolean resume;
 
+    @Option(names = "--low-space-threshold", paramLabel = "BYTES",
+            description = "During a checkpoint, act once when the space left for backups (bow: free space; persistent: COW space) drops below BYTES. Off by default.")
+    Long lowSpaceThreshold;
+
+    @Option(names = "--low-space-action", defaultValue = "abort", paramLabel = "commit|abort",
+            description = "What to do below the threshold: commit (keep the changes, drop the safety net and the checkpoint record) or "
+                    + "abort (default: keep the checkpoint, refuse every further write with EIO, mark the record ROLLBACK_REQUESTED so the next boot rolls back).")
+    String lowSpaceAction;
+
+    @Option(names = "--record", paramLabel = "PATH",
+            description = "The checkpoint record the low-space policy updates (default: $BOW_RECORD, else /var/lib/bow/checkpoint.rec).")
+    Path record;
+
     private final List<BlockDevice> opened = new ArrayList<>();
 
     @Override
@@ -106,6 +121,21 @@ public final class Bowd implements Callable<Integer> {
             System.err.println("bowd: " + e.getMessage());
             closeDevices();
             return 1;
+        }
+        if (lowSpaceThreshold != null) {
+            LowSpacePolicy policy;
+            try {
+                policy = new LowSpacePolicy(engine, lowSpaceThreshold, LowSpacePolicy.parseAction(lowSpaceAction),
+                        CheckpointRecord.resolve(record), device.toString());
+            } catch (IllegalArgumentException e) {
+                System.err.println("bowd: " + e.getMessage());
+                engine.close();
+                closeDevices();
+                return 2;
+            }
+            engine = policy.guard();
+            policy.start(200);
+            log.info("low-space policy: {} below {} bytes free", lowSpaceAction, lowSpaceThreshold);
         }
         DaemonConfig config = new DaemonConfig(mode, device, cow, blockSize, chunkSize, overflow, snapshotWritable,
                 socket, parseTcp(tcp), stdin, control, new HashSet<>(allowUids));
