@@ -122,6 +122,7 @@ public final class Bowd implements Callable<Integer> {
             closeDevices();
             return 1;
         }
+        engine = new PathDetailsEngine(engine, device, cow);
         if (lowSpaceThreshold != null) {
             LowSpacePolicy policy;
             try {
