@@ -14,12 +14,12 @@ import java.util.Map;
  * so that {@code bowctl checkpoint start} can write them into the checkpoint record: recovery rolls
  * back from the record alone, with no daemon.
  */
-final class PathDetailsEngine implements ModeEngine {
+public final class PathDetailsEngine implements ModeEngine {
     private final ModeEngine engine;
     private final Path device;
     private final Path cow;
 
-    PathDetailsEngine(ModeEngine engine, Path device, Path cow) {
+    public PathDetailsEngine(ModeEngine engine, Path device, Path cow) {
         this.engine = engine;
         this.device = device.toAbsolutePath();
         this.cow = cow == null ? null : cow.toAbsolutePath();
