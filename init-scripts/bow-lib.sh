@@ -88,6 +88,7 @@ bow_attach() {
       nbd-client -unix "$sock" "$BOW_NBD_DEV" >&2 || bow_die "nbd-client failed"
       echo "$BOW_NBD_DEV" > "$BOW_RUN/blockdev" ;;
     fuse)
+      fusermount3 -u -z "$BOW_RUN/fuse" 2>/dev/null   # a dead mount left by a killed nbdfuse
       mkdir -p "$BOW_RUN/fuse"
       nbdfuse "$BOW_RUN/fuse/dev" --unix "$sock" > "$BOW_RUN/nbdfuse.log" 2>&1 &
       echo $! > "$BOW_RUN/nbdfuse.pid"
