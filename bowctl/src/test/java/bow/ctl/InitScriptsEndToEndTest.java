@@ -85,7 +85,8 @@ class InitScriptsEndToEndTest {
         Path hook = launcher("hook", """
                 case $1 in
                   pre-checkpoint) sync; fsfreeze -f "$BOW_MNT" && cp --sparse=always "$BOW_DEVICE" "$OUT/pre.img" ;;
-                  post-checkpoint) "$BOWCTL" ranges --json > "$OUT/ranges.json"; rc=$?; fsfreeze -u "$BOW_MNT"; exit $rc ;;
+                  post-checkpoint) "$BOWCTL" ranges --json > "$OUT/ranges.json"; rc=$?
+                    cp --sparse=always "$BOW_DEVICE" "$OUT/post.img" || rc=1; fsfreeze -u "$BOW_MNT"; exit $rc ;;
                 esac
                 """);
         env.put("BOWD", bowd.toString());
@@ -232,6 +233,32 @@ class InitScriptsEndToEndTest {
         script("bow-boot").ok();
         assertFalse(Files.exists(rec));
         assertEqualOutside(pre, Files.readAllBytes(img), free);
+        cmd(List.of("e2fsck", "-fn", img.toString())).ok();
+        assertEquals(before, mountedManifest());
+    }
+
+    @Test
+    void persistentModeFailedBootThenRecoveryMergesBackExactly() throws Exception {
+        Map<String, String> before = mountedManifest();
+        Path cow = dir.resolve("cow.img");
+        bow.blockdev.FileBlockDevice.createSparse(cow, 64L << 20);
+        env.put("BOW_MODE", "persistent");
+        env.put("BOW_COW", cow.toString());
+        env.put("BOW_RETRIES", "2");
+        script("bow-pre-update").ok();
+        CheckpointRecord r = record();
+        assertEquals("persistent", r.mode());
+        assertEquals(cow.toAbsolutePath().toString(), r.cow());
+        byte[] start = Files.readAllBytes(out.resolve("post.img"));   // the origin when the snapshot was taken
+        killMidWorkload(new Random(21));
+        reboot();
+        script("bow-boot").ok();
+        assertEquals(1, record().retries());
+        workload(new Random(22), 30);
+        reboot();
+        script("bow-recovery").ok();
+        assertFalse(Files.exists(rec));
+        assertArrayEquals(start, Files.readAllBytes(img), "a snapshot mode gives back the whole device exactly");
         cmd(List.of("e2fsck", "-fn", img.toString())).ok();
         assertEquals(before, mountedManifest());
     }
