@@ -19,7 +19,7 @@ import java.util.concurrent.Callable;
                         + "(each boot uses one through boot-attempt); with none left, a rollback is requested as without --retry."},
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:recorded (the message says whether a rollback is now requested)", "1:failure",
-                "3:no checkpoint record", "4:the record is corrupt (see the message)"})
+                "3:no checkpoint record", "4:the record is corrupt or unreadable (see the message)", "6:permission denied reading the record"})
 public final class AbortCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
     @Mixin RecordOption record;

@@ -17,7 +17,7 @@ import java.util.concurrent.Callable;
                 "With --retries -1, boots are only counted."},
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:this boot may try the update", "1:failure", "3:no checkpoint record",
-                "4:the record is corrupt (see the message)", "7:rollback needed: retries used up or rollback requested"})
+                "4:the record is corrupt or unreadable (see the message)", "6:permission denied reading the record", "7:rollback needed: retries used up or rollback requested"})
 public final class BootAttemptCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
     @Mixin RecordOption record;

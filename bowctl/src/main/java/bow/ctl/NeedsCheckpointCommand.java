@@ -15,7 +15,7 @@ import java.util.concurrent.Callable;
         description = {"Tell from the checkpoint record whether a checkpoint is running (started and neither committed nor rolled back).",
                 "Reads only the record; works with no daemon. Prints the record's summary."},
         exitCodeListHeading = "%nExit codes:%n",
-        exitCodeList = {"0:a checkpoint is running", "1:no checkpoint (no record)", "4:the record is corrupt (see the message)"})
+        exitCodeList = {"0:a checkpoint is running", "1:no checkpoint (no record)", "4:the record is corrupt or unreadable (see the message)", "6:permission denied reading the record"})
 public final class NeedsCheckpointCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
     @Mixin RecordOption record;

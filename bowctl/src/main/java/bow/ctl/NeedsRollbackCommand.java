@@ -16,7 +16,7 @@ import java.util.concurrent.Callable;
                 + "its boot retries are used up, or a rollback was requested (bowctl abort, or the daemon's low-space abort).",
                 "Reads only the record; works with no daemon."},
         exitCodeListHeading = "%nExit codes:%n",
-        exitCodeList = {"0:rollback needed", "1:no rollback needed (or no checkpoint)", "4:the record is corrupt (see the message)"})
+        exitCodeList = {"0:rollback needed", "1:no rollback needed (or no checkpoint)", "4:the record is corrupt or unreadable (see the message)", "6:permission denied reading the record"})
 public final class NeedsRollbackCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
     @Mixin RecordOption record;

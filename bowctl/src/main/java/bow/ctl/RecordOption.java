@@ -26,7 +26,7 @@ final class RecordOption {
         }
     }
 
-    /** The record, empty if there is none; a corrupt one is printed and fails with exit code 4. */
+    /** The record, empty if there is none; a corrupt or unreadable one is printed and fails with exit code 4 (6 for EACCES). */
     Optional<CheckpointRecord> read(PrintWriter err) throws Failed {
         try {
             return CheckpointRecord.read(path());
@@ -35,9 +35,10 @@ final class RecordOption {
             err.flush();
             throw new Failed(ExitCodes.LOG_INVALID);
         } catch (IOException e) {
-            err.println("bowctl: reading the checkpoint record " + path() + ": " + e);
+            // Not 1: needs-checkpoint and needs-rollback answer "no" with 1, and an unreadable record is not a "no".
+            err.println("bowctl: cannot read the checkpoint record " + path() + ": " + e);
             err.flush();
-            throw new Failed(ExitCodes.FAILURE);
+            throw new Failed(e instanceof java.nio.file.AccessDeniedException ? ExitCodes.PERMISSION_DENIED : ExitCodes.LOG_INVALID);
         }
     }
 
