@@ -244,6 +244,38 @@ class LifecycleCommandsTest {
     }
 
     @Test
+    void lowSpaceAbortShowsInStatusAndTheRecordAndBlocksCommit() throws Exception {
+        Path img = dir.resolve("dev.img");
+        Files.write(img, pattern(8 << 20, 4));
+        BowEngine e = BowEngine.open(FileBlockDevice.open(img, false), img.toString(), 4096);
+        PathDetailsEngine described = new PathDetailsEngine(e, img, null);
+        bow.lifecycle.LowSpacePolicy policy = new bow.lifecycle.LowSpacePolicy(described, 1L << 40,
+                bow.lifecycle.LowSpacePolicy.Action.ABORT, rec(), img.toAbsolutePath().toString());
+        DaemonConfig cfg = new DaemonConfig("bow", img, null, 4096, 0, false, false, dir.resolve("nbd.sock"), null, false,
+                dir.resolve("control.sock"), Set.of());
+        Daemon d = Daemon.create(policy.guard(), cfg);
+        d.start();
+        String ctl = dir.resolve("control.sock").toString();
+        try {
+            assertEquals(0, bowctl("trim", "--offset", "4194304", "--length", "2097152", "--control", ctl).code());
+            assertFalse(policy.check(), "no checkpoint yet");
+            assertEquals(0, run("checkpoint", "start", "--retries", "3", "--control", ctl).code());
+            assertTrue(policy.check());
+            OfflineCommandsTest.Run st = bowctl("status", "--json", "--control", ctl);
+            assertTrue(st.out().contains("\"low_space_taken\":\"abort at "), st.out());
+            assertTrue(st.out().contains("\"writes\":\"refused"), st.out());
+            assertEquals(0, run("needs-rollback").code());
+            assertTrue(CheckpointRecord.read(rec()).orElseThrow().lowSpaceAction().startsWith("abort at "));
+            assertEquals(ExitCodes.INVALID_STATE, run("commit", "--control", ctl).code());
+            assertEquals(ExitCodes.INVALID_STATE, bowctl("commit", "--control", ctl, "--record", dir.resolve("other.rec").toString()).code(),
+                    "the daemon refuses the commit too");
+        } finally {
+            d.requestStop();
+            d.stop();
+        }
+    }
+
+    @Test
     void supportsChecksTheRecordDirectory() throws Exception {
         Path ro = dir.resolve("ro");
         Files.createDirectories(ro);
