@@ -31,6 +31,11 @@ final class ControlOptions {
                 err.flush();
             }
             return r;
+        } catch (ControlClient.PermissionDeniedException e) {
+            err.println("bowctl: permission denied: " + e.getMessage());
+            err.flush();
+            code[0] = ExitCodes.PERMISSION_DENIED;
+            return null;
         } catch (ControlClient.NotRunningException e) {
             err.println("bowctl: " + e.getMessage());
             err.flush();

@@ -78,6 +78,9 @@ public final class ControlServer implements Closeable {
         if (path.getParent() != null) Files.createDirectories(path.getParent());
         if (Files.exists(path)) {
             if (Files.isRegularFile(path) || Files.isDirectory(path)) throw new IOException(path + " exists and is not a socket; refusing to replace it");
+            if (answers(path)) {
+                throw new IOException("another bowd is already running on " + path + "; stop it first (bowctl shutdown)");
+            }
             Files.delete(path);   // stale socket of an earlier run
         }
         ServerSocketChannel ch = ServerSocketChannel.open(StandardProtocolFamily.UNIX);
@@ -94,6 +97,16 @@ public final class ControlServer implements Closeable {
         t.setDaemon(true);
         t.start();
         log.info("control socket on {}", path);
+    }
+
+    /** Whether a live server accepts connections on the socket (a stale one refuses them). */
+    private static boolean answers(Path socket) {
+        try (SocketChannel probe = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+            probe.connect(UnixDomainSocketAddress.of(socket));
+            return true;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     private void acceptLoop() {
@@ -142,7 +155,11 @@ public final class ControlServer implements Closeable {
                     return;
                 }
                 if (req == null) return;
-                Framing.write(out, handle(req));
+                Response resp = handle(req);
+                Framing.write(out, resp);
+                if (resp.getCode() == Response.Code.BAD_REQUEST && req.getKindCase() == Request.KindCase.KIND_NOT_SET) {
+                    return;   // an empty message is not a request: the client is out of step
+                }
             }
         } catch (IOException e) {
             log.debug("control client gone: {}", e.toString());

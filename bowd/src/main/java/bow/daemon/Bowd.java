@@ -94,10 +94,13 @@ public final class Bowd implements Callable<Integer> {
             description = "The checkpoint record the low-space policy updates (default: $BOW_RECORD, else /var/lib/bow/checkpoint.rec).")
     Path record;
 
+    @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
     private final List<BlockDevice> opened = new ArrayList<>();
 
     @Override
     public Integer call() throws Exception {
+        java.io.PrintWriter err = spec.commandLine().getErr();
         Path home = Path.of(env("BOW_HOME", "/var/lib/bow"));
         Path run = Path.of(env("BOW_RUN", "/run/bow"));
         if (device == null) {
@@ -109,31 +112,34 @@ public final class Bowd implements Callable<Integer> {
         }
         if (socket == null) socket = run.resolve("nbd.sock");
         if (control == null) control = run.resolve("control.sock");
+        LowSpacePolicy.Action lowSpace;
+        try {
+            lowSpace = LowSpacePolicy.parseAction(lowSpaceAction);
+            if (lowSpaceThreshold != null && lowSpaceThreshold < 0) throw new IllegalArgumentException("--low-space-threshold must be >= 0");
+        } catch (IllegalArgumentException e) {
+            err.println("bowd: " + e.getMessage());
+            err.flush();
+            return 2;
+        }
         ModeEngine engine;
         try {
             engine = openEngine();
         } catch (CheckpointPresentException e) {
-            System.err.println("bowd: " + e.getMessage());
-            System.err.println("bowd: or start with --resume to continue the checkpoint (after a reboot during the update).");
+            err.println("bowd: " + e.getMessage());
+            err.println("bowd: or start with --resume to continue the checkpoint (after a reboot during the update).");
+            err.flush();
             closeDevices();
             return 3;
         } catch (IOException | IllegalArgumentException e) {
-            System.err.println("bowd: " + e.getMessage());
+            err.println("bowd: " + e.getMessage());
+            err.flush();
             closeDevices();
             return 1;
         }
         engine = new PathDetailsEngine(engine, device, cow);
         if (lowSpaceThreshold != null) {
-            LowSpacePolicy policy;
-            try {
-                policy = new LowSpacePolicy(engine, lowSpaceThreshold, LowSpacePolicy.parseAction(lowSpaceAction),
-                        CheckpointRecord.resolve(record), device.toString());
-            } catch (IllegalArgumentException e) {
-                System.err.println("bowd: " + e.getMessage());
-                engine.close();
-                closeDevices();
-                return 2;
-            }
+            LowSpacePolicy policy = new LowSpacePolicy(engine, lowSpaceThreshold, lowSpace,
+                    CheckpointRecord.resolve(record), device.toAbsolutePath().toString());
             engine = policy.guard();
             policy.start(200);
             log.info("low-space policy: {} below {} bytes free", lowSpaceAction, lowSpaceThreshold);
@@ -152,7 +158,8 @@ public final class Bowd implements Callable<Integer> {
             log.info("bowd serving {} in {} mode ({})", device, engine.mode(), engine.status().state());
             daemon.runUntilStopped();
         } catch (IOException e) {
-            System.err.println("bowd: " + e.getMessage());
+            err.println("bowd: " + e.getMessage());
+            err.flush();
             return 1;
         } finally {
             daemon.stop();
