@@ -203,6 +203,10 @@ class InitScriptsEndToEndTest {
         reboot();
         script("bow-boot").ok();
         assertEquals(2, record().retries());
+        Result twice = script("bow-boot");
+        twice.ok();
+        assertTrue(twice.err.contains("already running"), twice.err);
+        assertEquals(2, record().retries(), "running bow-boot twice in one boot counts one attempt");
         workload(new Random(3), 10, 30_000);
         Result c = script("bow-boot-complete");
         c.ok();
