@@ -97,6 +97,32 @@ class LowSpacePolicyTest {
     }
 
     @Test
+    void persistentModeAbortsOnCowSpace() throws Exception {
+        MemoryBlockDevice origin = new MemoryBlockDevice(new byte[4 << 20]);
+        MemoryBlockDevice cow = new MemoryBlockDevice(new byte[1 << 20]);
+        bow.snapshot.PersistentEngine e = bow.snapshot.PersistentEngine.open(origin, cow, bow.snapshot.PersistentEngine.Options.defaults());
+        e.startCheckpoint();
+        Path rec = dir.resolve("checkpoint.rec");
+        CheckpointRecord.start("persistent", "origin", "cow", 2, "").write(rec);
+        long threshold = e.status().freeBytes() / 2;
+        LowSpacePolicy p = new LowSpacePolicy(e, threshold, LowSpacePolicy.Action.ABORT, rec, "origin");
+        ModeEngine g = p.guard();
+        BlockDevice dev = g.exports().get("");
+        boolean acted = false;
+        for (int k = 0; k < 200 && !acted; k++) {
+            dev.write(k * 16384L, ByteBuffer.wrap(new byte[4096]));   // a new chunk each time: one copy-out
+            long free = g.status().freeBytes();
+            acted = p.check();
+            assertEquals(free < threshold, acted, "write " + k + ": " + free + " free, threshold " + threshold);
+        }
+        assertTrue(acted, "the COW filled past the threshold");
+        assertEquals("CHECKPOINT", e.status().state(), "the snapshot is kept");
+        assertThrows(DeviceException.class, () -> dev.write(0, ByteBuffer.wrap(new byte[512])));
+        assertEquals(CheckpointRecord.State.ROLLBACK_REQUESTED, CheckpointRecord.read(rec).orElseThrow().state());
+        g.close();
+    }
+
+    @Test
     void recordOfAnotherDeviceIsLeftAlone() throws Exception {
         BowEngine e = engine();
         Path rec = dir.resolve("checkpoint.rec");
