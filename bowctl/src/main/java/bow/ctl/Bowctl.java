@@ -10,10 +10,12 @@ import picocli.CommandLine.Spec;
         description = {"Control bowd and work on checkpointed devices offline.",
                 "Online commands talk to the daemon's control socket (--control PATH); offline commands take --device PATH."},
         subcommands = {StatusCommand.class, CheckpointCommand.class, CommitCommand.class, RangesCommand.class,
-                TrimCommand.class, ShutdownCommand.class, RollbackCommand.class, LogCommand.class},
+                TrimCommand.class, ShutdownCommand.class, RollbackCommand.class, LogCommand.class,
+                BootAttemptCommand.class, NeedsCheckpointCommand.class, NeedsRollbackCommand.class, AbortCommand.class,
+                SupportsCommand.class},
         exitCodeListHeading = "%nExit codes (all commands):%n",
         exitCodeList = {"0:success", "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device",
-                "4:log failed validation (device untouched)", "5:daemon not reachable", "6:permission denied",
+                "4:log failed validation (device untouched), or the checkpoint record is corrupt", "5:daemon not reachable", "6:permission denied",
                 "7:invalid state for the request"})
 public final class Bowctl implements Runnable {
     @Spec CommandSpec spec;

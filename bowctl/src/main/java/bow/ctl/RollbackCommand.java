@@ -1,10 +1,13 @@
 package bow.ctl;
 
 import bow.blockdev.BlockDevice;
+import bow.control.ControlClient;
+import bow.lifecycle.CheckpointRecord;
+import bow.snapshot.PersistentMerge;
+import picocli.CommandLine.Mixin;
 import bow.restore.LogChain;
 import bow.restore.LogInspector;
 import bow.restore.Restore;
-import bow.snapshot.PersistentMerge;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
@@ -18,22 +21,37 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-/** {@code bowctl rollback --device PATH}: the offline restore of a bow-mode checkpoint, no daemon needed. */
+/** {@code bowctl rollback}: the offline rollback of a checkpoint (bow: restore the log; persistent: merge the COW), no daemon needed. */
 @Command(name = "rollback", mixinStandardHelpOptions = true,
-        description = {"Roll a checkpoint back on the raw device or image, with no daemon running.",
-                "bow mode: restore from the log in block 0. persistent mode (--mode persistent --cow COW): merge the COW back.",
-                "The whole log is validated first; a log that fails validation leaves the device untouched.",
-                "An interrupted rollback resumes where it stopped when run again."},
+        description = {"Roll a checkpoint back on the raw device, with no daemon running (as a recovery image would).",
+                "bow mode: the whole log is validated first; a log that fails validation leaves the device untouched.",
+                "persistent mode (--mode persistent --cow COW): the COW is merged back into the origin.",
+                "An interrupted rollback resumes where it stopped when run again.",
+                "Without --device, the device, mode and COW come from the checkpoint record (--record, $BOW_RECORD, "
+                        + "/var/lib/bow/checkpoint.rec); then the rollback is refused while a daemon answers on the control socket, "
+                        + "the record is removed after a successful rollback, and a device that carries no checkpoint any more "
+                        + "(already rolled back) only has its record removed (exit 0)."},
         exitCodeListHeading = "%nExit codes:%n",
         exitCodeList = {"0:rolled back (or, with --force-roll-forward, committed)",
-                "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device",
-                "4:log failed validation, device untouched", "6:permission denied",
-                "7:invalid state (--force-roll-forward on a half-restored device)"})
+                "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device (--device), or no record (without --device)",
+                "4:log failed validation (device untouched), or the record is corrupt", "6:permission denied",
+                "7:invalid state (--force-roll-forward on a half-restored device; a daemon is running)"})
 public final class RollbackCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
+    @Mixin RecordOption record;
 
-    @Option(names = "--device", required = true, paramLabel = "PATH", description = "Raw block device or image file.")
+    @Option(names = "--device", paramLabel = "PATH", description = "Raw block device or image file (persistent: the origin). Default: from the record.")
     Path device;
+
+    @Option(names = "--mode", paramLabel = "bow|persistent", description = "bow (default with --device) or persistent. Default: from the record.")
+    String mode;
+
+    @Option(names = "--cow", paramLabel = "PATH", description = "persistent mode: the COW device. Default: from the record.")
+    Path cow;
+
+    @Option(names = "--control", paramLabel = "PATH", hidden = true,
+            description = "Control socket checked for a running daemon (record mode).")
+    Path control;
 
     @Option(names = "--force-roll-forward",
             description = "If the log fails validation, commit instead (put the live block 0 back), as vold does. "
@@ -43,29 +61,110 @@ public final class RollbackCommand implements Callable<Integer> {
     @Option(names = {"-y", "--yes"}, description = "Do not ask for confirmation on a terminal.")
     boolean yes;
 
-    @Option(names = "--mode", defaultValue = "bow", paramLabel = "bow|persistent",
-            description = "bow (default): restore from the log in the device's block 0. persistent: merge the COW (--cow) back into the device.")
-    String mode;
-
-    @Option(names = "--cow", paramLabel = "PATH", description = "persistent mode: the COW device or file holding the snapshot.")
-    Path cow;
-
     @Override
     public Integer call() {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
-        long start = System.nanoTime();
-        if ("persistent".equals(mode)) return mergePersistent(out, err, start);
-        if (!"bow".equals(mode)) {
+        boolean fromRecord = device == null;
+        if (fromRecord) {
+            if (mode != null || cow != null) {
+                err.println("bowctl: --mode and --cow go with --device (without --device they come from the record)");
+                err.flush();
+                return ExitCodes.USAGE;
+            }
+            try {
+                CheckpointRecord r = record.require(err);
+                device = Path.of(r.device());
+                mode = r.mode();
+                cow = r.cow().isEmpty() ? null : Path.of(r.cow());
+            } catch (RecordOption.Failed f) {
+                return f.code;
+            }
+            ControlOptions c = new ControlOptions();
+            c.control = control;
+            try (ControlClient client = ControlClient.connect(c.socket())) {
+                err.println("bowctl: a daemon is running (control socket " + c.socket() + "): stop it, and everything using its device, "
+                        + "before rolling " + device + " back");
+                err.flush();
+                return ExitCodes.INVALID_STATE;
+            } catch (IOException notRunning) {
+                // as it should be
+            }
+        }
+        if (mode == null) mode = "bow";
+        int code;
+        if ("persistent".equals(mode)) {
+            code = mergePersistent(out, err);
+        } else if ("bow".equals(mode)) {
+            if (cow != null) {
+                err.println("bowctl: --cow is for --mode persistent");
+                err.flush();
+                return ExitCodes.USAGE;
+            }
+            code = restoreBow(out, err);
+        } else {
             err.println("bowctl: unknown --mode " + mode + " (bow or persistent)");
             err.flush();
             return ExitCodes.USAGE;
         }
-        if (cow != null) {
-            err.println("bowctl: --cow is for --mode persistent");
+        if (!fromRecord) return code;
+        if (code == ExitCodes.NO_CHECKPOINT) {
+            out.println("nothing to roll back on " + device + " (already rolled back or never started); removing the record");
+            code = ExitCodes.OK;
+        }
+        if (code == ExitCodes.OK) {
+            try {
+                record.remove(err);
+                out.println("checkpoint record " + record.path() + " removed");
+            } catch (RecordOption.Failed f) {
+                code = f.code;
+            }
+        }
+        out.flush();
+        return code;
+    }
+
+    private int mergePersistent(PrintWriter out, PrintWriter err) {
+        if (cow == null) {
+            err.println("bowctl: --mode persistent needs --cow PATH");
             err.flush();
             return ExitCodes.USAGE;
         }
+        if (forceRollForward) {
+            err.println("bowctl: --force-roll-forward is for bow mode");
+            err.flush();
+            return ExitCodes.USAGE;
+        }
+        long start = System.nanoTime();
+        try (BlockDevice origin = OfflineDevice.open(device, false); BlockDevice c = OfflineDevice.open(cow, false)) {
+            boolean tty = System.console() != null;
+            PersistentMerge.Result r;
+            try {
+                r = PersistentMerge.run(origin, c, (done, total) -> {
+                    if (tty) {
+                        err.print("\rmerge: " + done + " / " + total + " chunks");
+                        err.flush();
+                    }
+                });
+            } finally {
+                if (tty) err.print("\r\033[K");
+            }
+            if (!r.snapshotFound()) {
+                err.println("bowctl: no snapshot on " + cow + ": nothing to roll back");
+                err.flush();
+                return ExitCodes.NO_CHECKPOINT;
+            }
+            out.printf(Locale.ROOT, "rolled back %s from %s: %d chunks merged in %.1f s%n", device, cow, r.chunksMerged(),
+                    (System.nanoTime() - start) / 1e9);
+            out.flush();
+            return ExitCodes.OK;
+        } catch (IOException e) {
+            return OfflineDevice.report(err, device, e);
+        }
+    }
+
+    private int restoreBow(PrintWriter out, PrintWriter err) {
+        long start = System.nanoTime();
         try (BlockDevice dev = OfflineDevice.open(device, false)) {
             ProgressLine progress = new ProgressLine(err);
             Console console = System.console();
@@ -99,39 +198,6 @@ public final class RollbackCommand implements Callable<Integer> {
                 err.flush();
             }
             return code;
-        }
-    }
-
-    /**
-     * Offline merge of a dm-snapshot COW back into the origin: newest exceptions
-     * first, each run flushed before its metadata is cleared, so a rerun after an
-     * interruption finishes the job.
-     */
-    private int mergePersistent(PrintWriter out, PrintWriter err, long start) {
-        if (cow == null) {
-            err.println("bowctl: --mode persistent needs --cow PATH");
-            err.flush();
-            return ExitCodes.USAGE;
-        }
-        try (BlockDevice origin = OfflineDevice.open(device, false); BlockDevice cowDev = OfflineDevice.open(cow, false)) {
-            ProgressLine progress = new ProgressLine(err);
-            PersistentMerge.Result r;
-            try {
-                r = PersistentMerge.run(origin, cowDev, (done, total) -> progress.progress("merge", done, total));
-            } finally {
-                progress.clear();
-            }
-            if (!r.snapshotFound()) {
-                err.println("bowctl: no snapshot on " + cow + ": nothing to roll back");
-                err.flush();
-                return ExitCodes.NO_CHECKPOINT;
-            }
-            out.printf(Locale.ROOT, "merged %s back into %s: %d chunks in %.1f s; the snapshot is removed%n",
-                    cow, device, r.chunksMerged(), (System.nanoTime() - start) / 1e9);
-            out.flush();
-            return ExitCodes.OK;
-        } catch (IOException e) {
-            return OfflineDevice.report(err, device, e);
         }
     }
 

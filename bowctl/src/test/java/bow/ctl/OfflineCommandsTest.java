@@ -196,7 +196,9 @@ class OfflineCommandsTest {
 
     @Test
     void usageErrorsAreExitCode2() {
-        assertEquals(ExitCodes.USAGE, bowctl("rollback").code());
+        // Without --device, rollback takes the device from the checkpoint record: none there is exit 3.
+        assertEquals(ExitCodes.NO_CHECKPOINT, bowctl("rollback", "--record", dir.resolve("none.rec").toString()).code());
+        assertEquals(ExitCodes.USAGE, bowctl("rollback", "--mode", "persistent").code());
         assertEquals(ExitCodes.USAGE, bowctl("rollback", "--device").code());
         assertEquals(ExitCodes.USAGE, bowctl("rollback", "--device", "x", "--bogus").code());
         assertEquals(ExitCodes.USAGE, bowctl("log").code());

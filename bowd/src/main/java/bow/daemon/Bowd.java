@@ -5,6 +5,8 @@ import bow.blockdev.FileBlockDevice;
 import bow.bowmode.BowEngine;
 import bow.bowmode.CheckpointPresentException;
 import bow.engine.ModeEngine;
+import bow.lifecycle.CheckpointRecord;
+import bow.lifecycle.LowSpacePolicy;
 import bow.nbd.SocketActivation;
 import bow.snapshot.PersistentEngine;
 import org.slf4j.Logger;
@@ -88,6 +90,19 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--resume", description = "bow mode: continue the checkpoint the device carries (after a reboot during the update). Run fstrim after mounting to give it free space again.")
     boolean resume;
 
+    @Option(names = "--low-space-threshold", paramLabel = "BYTES",
+            description = "During a checkpoint, act once when the space left for backups (bow: free space; persistent: COW space) drops below BYTES. Off by default.")
+    Long lowSpaceThreshold;
+
+    @Option(names = "--low-space-action", defaultValue = "abort", paramLabel = "commit|abort",
+            description = "What to do below the threshold: commit (keep the changes, drop the safety net and the checkpoint record) or "
+                    + "abort (default: keep the checkpoint, refuse every further write with EIO, mark the record ROLLBACK_REQUESTED so the next boot rolls back).")
+    String lowSpaceAction;
+
+    @Option(names = "--record", paramLabel = "PATH",
+            description = "The checkpoint record the low-space policy updates (default: $BOW_RECORD, else /var/lib/bow/checkpoint.rec).")
+    Path record;
+
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
     private final List<BlockDevice> opened = new ArrayList<>();
@@ -109,6 +124,15 @@ public final class Bowd implements Callable<Integer> {
         ServerSocketChannel activated = stdin ? null : SocketActivation.listener();
         if (socket == null && activated == null && !stdin) socket = run.resolve("nbd.sock");
         if (control == null) control = run.resolve("control.sock");
+        LowSpacePolicy.Action lowSpace;
+        try {
+            lowSpace = LowSpacePolicy.parseAction(lowSpaceAction);
+            if (lowSpaceThreshold != null && lowSpaceThreshold < 0) throw new IllegalArgumentException("--low-space-threshold must be >= 0");
+        } catch (IllegalArgumentException e) {
+            err.println("bowd: " + e.getMessage());
+            err.flush();
+            return 2;
+        }
         ModeEngine engine;
         try {
             engine = openEngine();
@@ -123,6 +147,14 @@ public final class Bowd implements Callable<Integer> {
             err.flush();
             closeDevices();
             return 1;
+        }
+        engine = new PathDetailsEngine(engine, device, cow);
+        if (lowSpaceThreshold != null) {
+            LowSpacePolicy policy = new LowSpacePolicy(engine, lowSpaceThreshold, lowSpace,
+                    CheckpointRecord.resolve(record), device.toAbsolutePath().toString());
+            engine = policy.guard();
+            policy.start(200);
+            log.info("low-space policy: {} below {} bytes free", lowSpaceAction, lowSpaceThreshold);
         }
         DaemonConfig config = new DaemonConfig(mode, device, cow, blockSize, chunkSize, overflow, snapshotWritable,
                 socket, parseTcp(tcp), tcpAny, stdin, control, new HashSet<>(allowUids), exportName);

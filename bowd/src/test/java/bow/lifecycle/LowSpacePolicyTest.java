@@ -1,0 +1,137 @@
+package bow.lifecycle;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DeviceException;
+import bow.blockdev.Errno;
+import bow.blockdev.MemoryBlockDevice;
+import bow.bowmode.BowEngine;
+import bow.engine.ModeEngine;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.util.Arrays;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The policy on a real bow engine in memory: it acts exactly when free space drops below the threshold. */
+class LowSpacePolicyTest {
+    static final int BS = 4096;
+    @TempDir Path dir;
+
+    /** 256 blocks of data; blocks 128..191 trimmed (free) before the checkpoint. */
+    private static BowEngine engine() throws Exception {
+        byte[] img = new byte[256 * BS];
+        for (int i = 0; i < img.length; i++) img[i] = (byte) (i * 31 + i / BS);
+        BowEngine e = BowEngine.open(new MemoryBlockDevice(img), "mem", BS);
+        e.exports().get("").discard(128L * BS, 64L * BS);
+        return e;
+    }
+
+    private static void overwrite(BlockDevice dev, int block) throws Exception {
+        byte[] b = new byte[BS];
+        Arrays.fill(b, (byte) 0x5a);
+        dev.write((long) block * BS, ByteBuffer.wrap(b));
+    }
+
+    /** Writes data blocks one by one, polling after each; returns the write after which the policy acted. */
+    private static int driveUntilAction(ModeEngine guarded, LowSpacePolicy p, long threshold) throws Exception {
+        BlockDevice dev = guarded.exports().get("");
+        for (int k = 1; k <= 20; k++) {
+            overwrite(dev, k);
+            long free = guarded.status().freeBytes();
+            boolean acted = p.check();
+            assertEquals(free < threshold, acted, "write " + k + ": " + free + " bytes free, threshold " + threshold);
+            if (acted) return k;
+        }
+        return fail("never acted");
+    }
+
+    @Test
+    void commitAtTheThreshold() throws Exception {
+        BowEngine e = engine();
+        Path rec = dir.resolve("checkpoint.rec");
+        LowSpacePolicy p = new LowSpacePolicy(e, 0, LowSpacePolicy.Action.COMMIT, rec, "mem");
+        ModeEngine g = p.guard();
+        assertFalse(p.check(), "no checkpoint yet: nothing to do whatever the space");
+        g.startCheckpoint();
+        CheckpointRecord.start("bow", "mem", null, 3, "test").write(rec);
+        long threshold = g.status().freeBytes() - 3L * BS;   // three backups reach it, the fourth goes below
+        p = new LowSpacePolicy(e, threshold, LowSpacePolicy.Action.COMMIT, rec, "mem");
+        g = p.guard();
+        assertEquals(4, driveUntilAction(g, p, threshold));
+        assertEquals("2 COMMITTED", e.status().state());
+        assertTrue(CheckpointRecord.read(rec).isEmpty(), "the record of a committed checkpoint is removed");
+        assertTrue(g.status().details().get("low_space_taken").startsWith("commit at "), g.status().details().toString());
+        overwrite(g.exports().get(""), 30);   // still writable, pass-through now
+        assertFalse(p.check(), "acts once");
+        g.close();
+    }
+
+    @Test
+    void abortFencesWritesAndRequestsRollback() throws Exception {
+        BowEngine e = engine();
+        Path rec = dir.resolve("checkpoint.rec");
+        e.startCheckpoint();
+        CheckpointRecord.start("bow", "mem", null, 3, "test").write(rec);
+        long threshold = e.status().freeBytes() - 3L * BS;
+        LowSpacePolicy p = new LowSpacePolicy(e, threshold, LowSpacePolicy.Action.ABORT, rec, "mem");
+        ModeEngine g = p.guard();
+        assertEquals(4, driveUntilAction(g, p, threshold));
+        assertEquals("1 CHECKPOINT", e.status().state(), "the checkpoint is kept for the rollback");
+        BlockDevice dev = g.exports().get("");
+        DeviceException w = assertThrows(DeviceException.class, () -> overwrite(dev, 10));
+        assertEquals(Errno.EIO, w.errno());
+        assertThrows(DeviceException.class, () -> dev.discard(0, BS));
+        assertThrows(DeviceException.class, () -> dev.writeZeroes(0, BS));
+        dev.read(0, ByteBuffer.allocate(BS));
+        dev.flush();
+        assertThrows(IllegalStateException.class, g::commit);
+        CheckpointRecord r = CheckpointRecord.read(rec).orElseThrow();
+        assertEquals(CheckpointRecord.State.ROLLBACK_REQUESTED, r.state());
+        assertTrue(r.lowSpaceAction().startsWith("abort at "), r.lowSpaceAction());
+        assertTrue(r.needsRollback());
+        assertTrue(g.status().details().get("writes").startsWith("refused"));
+        g.close();
+    }
+
+    @Test
+    void persistentModeAbortsOnCowSpace() throws Exception {
+        MemoryBlockDevice origin = new MemoryBlockDevice(new byte[4 << 20]);
+        MemoryBlockDevice cow = new MemoryBlockDevice(new byte[1 << 20]);
+        bow.snapshot.PersistentEngine e = bow.snapshot.PersistentEngine.open(origin, cow, bow.snapshot.PersistentEngine.Options.defaults());
+        e.startCheckpoint();
+        Path rec = dir.resolve("checkpoint.rec");
+        CheckpointRecord.start("persistent", "origin", "cow", 2, "").write(rec);
+        long threshold = e.status().freeBytes() / 2;
+        LowSpacePolicy p = new LowSpacePolicy(e, threshold, LowSpacePolicy.Action.ABORT, rec, "origin");
+        ModeEngine g = p.guard();
+        BlockDevice dev = g.exports().get("");
+        boolean acted = false;
+        for (int k = 0; k < 200 && !acted; k++) {
+            dev.write(k * 16384L, ByteBuffer.wrap(new byte[4096]));   // a new chunk each time: one copy-out
+            long free = g.status().freeBytes();
+            acted = p.check();
+            assertEquals(free < threshold, acted, "write " + k + ": " + free + " free, threshold " + threshold);
+        }
+        assertTrue(acted, "the COW filled past the threshold");
+        assertEquals("CHECKPOINT", e.status().state(), "the snapshot is kept");
+        assertThrows(DeviceException.class, () -> dev.write(0, ByteBuffer.wrap(new byte[512])));
+        assertEquals(CheckpointRecord.State.ROLLBACK_REQUESTED, CheckpointRecord.read(rec).orElseThrow().state());
+        g.close();
+    }
+
+    @Test
+    void recordOfAnotherDeviceIsLeftAlone() throws Exception {
+        BowEngine e = engine();
+        Path rec = dir.resolve("checkpoint.rec");
+        e.startCheckpoint();
+        CheckpointRecord other = CheckpointRecord.start("bow", "/dev/other", null, 3, "");
+        other.write(rec);
+        LowSpacePolicy p = new LowSpacePolicy(e, Long.MAX_VALUE, LowSpacePolicy.Action.ABORT, rec, "mem");
+        assertTrue(p.check());
+        assertEquals(other, CheckpointRecord.read(rec).orElseThrow());
+        assertThrows(IllegalArgumentException.class, () -> LowSpacePolicy.parseAction("panic"));
+    }
+}
