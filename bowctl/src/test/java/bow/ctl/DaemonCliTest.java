@@ -63,7 +63,7 @@ class DaemonCliTest {
             assertEquals(0, bowctl("trim", "--offset", String.valueOf(1 << 20), "--length", String.valueOf(8 << 20), "--control", ctl).code());
             assertEquals(8L << 20, status(d.control).get("free_bytes"));
 
-            OfflineCommandsTest.Run start = bowctl("checkpoint", "start", "--retries", "2", "--control", ctl);
+            OfflineCommandsTest.Run start = bowctl("checkpoint", "start", "--control", ctl);
             assertEquals(0, start.code(), start.err());
             assertEquals("1 CHECKPOINT", status(d.control).get("state"));
 
