@@ -57,6 +57,9 @@ bow_start_daemon() {
   {
     echo "BOW_MODE='$BOW_MODE'"; echo "BOW_DEVICE='$BOW_DEVICE'"; echo "BOW_COW='${BOW_COW:-}'"
     echo "BOW_BOWD_EXTRA='$* ${BOW_BOWD_ARGS:-}'"
+    # bow mode: the ranges free at checkpoint start live beside the record, so a resumed
+    # checkpoint (a later boot) gets its free space back from fstrim.
+    echo "BOW_FREE_MAP='$BOW_RECORD.free'"
   } > "$BOW_RUN/bowd.env"
   case $BOW_DAEMON_START in
     background)

@@ -66,6 +66,8 @@ final class RecordOption {
     void remove(PrintWriter err) throws Failed {
         try {
             CheckpointRecord.remove(path());
+            // bowd --free-map beside the record (init-scripts): the checkpoint is over.
+            bow.lifecycle.AtomicFile.remove(path().resolveSibling(path().getFileName() + ".free"));
         } catch (IOException e) {
             err.println("bowctl: removing the checkpoint record " + path() + " failed: " + e);
             err.flush();

@@ -297,7 +297,12 @@ class OnlineCommandsTest {
     void aSecondDaemonDoesNotStealTheSockets() throws Exception {
         newImage();
         Daemon first = running();
+        // Another device on the same sockets (the same device would be refused by its lock first).
+        Path firstImage = img;
+        img = dir.resolve("other.img");
+        FileBlockDevice.createSparse(img, SIZE);
         Daemon second = bowd();
+        img = firstImage;
         assertEquals(1, second.awaitExit(), second.err().toString());
         assertTrue(second.err().toString().contains("another bowd is already running on " + control), second.err().toString());
         assertEquals("0 TRIM", statusJson(ctl("status", "--json")).get("state"), "the first daemon still answers");

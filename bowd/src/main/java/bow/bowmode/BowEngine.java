@@ -7,6 +7,7 @@ import bow.bowlog.BowCrc;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogEntry;
 import bow.engine.ModeEngine;
+import bow.lifecycle.AtomicFile;
 import bow.restore.LogChain;
 import bow.restore.ProgressListener;
 import org.slf4j.Logger;
@@ -14,6 +15,7 @@ import org.slf4j.LoggerFactory;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -71,6 +73,8 @@ public final class BowEngine implements ModeEngine, BlockDevice {
     private volatile LogCommitter committer;
     /** Set when a backup failed: writes are refused from then on. */
     private volatile Throwable broken;
+    /** Where the free ranges are kept at checkpoint start, for a resume; null: not kept. */
+    private Path freeMapFile;
 
     private BowEngine(BlockDevice dev, String deviceName, int blockSize) throws IOException {
         if (!LogBlock.isValidBlockSize(blockSize)) {
@@ -116,6 +120,16 @@ public final class BowEngine implements ModeEngine, BlockDevice {
      * ENOSPC and change nothing.
      */
     public static BowEngine resume(BlockDevice dev, String deviceName) throws IOException {
+        return resume(dev, deviceName, null);
+    }
+
+    /**
+     * As {@link #resume(BlockDevice, String)}, with the free map kept at checkpoint
+     * start (see {@link #keepFreeMap}): blocks that were free then and are not
+     * named by the log hold nothing the rollback needs, so they are treated as
+     * changed (written in place) and become backup space again when trimmed.
+     */
+    public static BowEngine resume(BlockDevice dev, String deviceName, Path freeMap) throws IOException {
         LogBlock head = LogChain.readHead(dev, deviceName);
         if (head.magic() == LogBlock.MAGIC_RESTORING) {
             throw new CheckpointPresentException(deviceName + ": a rollback of this device was interrupted; finish it with 'bowctl rollback --device "
@@ -139,6 +153,22 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             if (src != 0) map.set(src, src + n, RangeType.CHANGED);
             map.set(dst, dst + n, RangeType.BACKUP);
         }
+        if (freeMap != null) {
+            LogEntry first = newestFirst.get(newestFirst.size() - 1);   // sequence 0, entry 0
+            long[] runs = FreeMapFile.read(freeMap, new FreeMapFile.Identity(bs, eng.blocks, first.destSector(), first.checksum()));
+            if (runs == null) {
+                log.warn("no free map at {}: the resumed checkpoint regains space only from changed blocks", freeMap);
+            } else {
+                for (int i = 0; i < runs.length; i += 2) {
+                    List<long[]> untouched = new ArrayList<>();
+                    map.forEachIn(runs[i], runs[i + 1], (a, b, t) -> {
+                        if (t == RangeType.UNCHANGED) untouched.add(new long[] {a, b});
+                    });
+                    for (long[] u : untouched) map.set(u[0], u[1], RangeType.CHANGED);
+                }
+                eng.freeMapFile = freeMap;
+            }
+        }
         long s0 = head.sector0() / spb;
         eng.s0cIsBackup = map.typeAt(s0) == RangeType.BACKUP;
         map.set(0, 1, RangeType.SECTOR0);
@@ -151,6 +181,15 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         log.info("checkpoint on {} resumed at log sequence {} ({} entries); run fstrim to give it free space again",
                 deviceName, chain.newestSequence(), chain.entries());
         return eng;
+    }
+
+    /**
+     * Keeps the ranges free at checkpoint start in {@code file} (outside the device),
+     * so that {@link #resume} after a restart can use them again.
+     */
+    public BowEngine keepFreeMap(Path file) {
+        this.freeMapFile = file;
+        return this;
     }
 
     public State state() { return state; }
@@ -537,6 +576,11 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             }
             byte[] original = new byte[bs];
             dev.read(0, ByteBuffer.wrap(original));
+            int crc0 = BowCrc.entryChecksum(0, bs, original, 0, bs);
+            if (freeMapFile != null) {
+                // Before the log exists: a checkpoint on disk always has its free map.
+                FreeMapFile.write(freeMapFile, new FreeMapFile.Identity(bs, blocks, s * sectorsPerBlock, crc0), freeAtStart);
+            }
             dev.write(s * bs, ByteBuffer.wrap(original));
             dev.flush();
             // Only sector 0 changes: header and entry 0. The rest of block 0 keeps its bytes
@@ -544,7 +588,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             // untouched or a valid log.
             LogBlock lb = new LogBlock(original.clone())
                     .initHeader(LogBlock.MAGIC, bs, 1, 0, s * sectorsPerBlock);
-            lb.setEntry(0, new LogEntry(0, s * sectorsPerBlock, bs, BowCrc.entryChecksum(0, bs, original, 0, bs)));
+            lb.setEntry(0, new LogEntry(0, s * sectorsPerBlock, bs, crc0));
             dev.write(0, ByteBuffer.wrap(lb.bytes(), 0, SECTOR));
             dev.flush();
             synchronized (mapLock) {
@@ -599,6 +643,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             }
             committer = null;
             state = State.COMMITTED;
+            if (freeMapFile != null) AtomicFile.remove(freeMapFile);   // nothing to resume any more
             log.info("checkpoint on {} committed; now a pass-through device", deviceName);
         } finally {
             stateLock.writeLock().unlock();

@@ -87,6 +87,10 @@ public final class Bowd implements Callable<Integer> {
     @Option(names = "--force", description = "bow mode: serve a device that still carries a checkpoint log as a plain device (its block 0 is the log). Rarely what you want.")
     boolean force;
 
+    @Option(names = "--free-map", paramLabel = "PATH",
+            description = "bow mode: keep the ranges free at checkpoint start in this file (outside the device), and read them back with --resume, so that a resumed checkpoint has its free space again after fstrim.")
+    Path freeMap;
+
     @Option(names = "--resume", description = "bow mode: continue the checkpoint the device carries (after a reboot during the update). Run fstrim after mounting to give it free space again.")
     boolean resume;
 
@@ -208,8 +212,9 @@ public final class Bowd implements Callable<Integer> {
                 if (cow != null) throw new IllegalArgumentException("--cow is for --mode persistent");
                 FileBlockDevice dev = open(device);
                 String name = device.toString();
-                if (resume) return BowEngine.resume(dev, name);
-                return force ? BowEngine.openIgnoringLog(dev, name, blockSize) : BowEngine.open(dev, name, blockSize);
+                if (resume) return BowEngine.resume(dev, name, freeMap);
+                BowEngine eng = force ? BowEngine.openIgnoringLog(dev, name, blockSize) : BowEngine.open(dev, name, blockSize);
+                return freeMap == null ? eng : eng.keepFreeMap(freeMap);
             }
             case "persistent" -> {
                 if (cow == null) throw new IllegalArgumentException("--mode persistent needs --cow PATH");

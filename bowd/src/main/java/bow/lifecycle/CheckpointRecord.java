@@ -191,40 +191,13 @@ public record CheckpointRecord(String mode, String device, String cow, int retri
     }
 
     /** As {@link #write(Path)}; {@code beforeRename} runs after the temp file is durable (tests crash there). */
-    void write(Path file, IoAction beforeRename) throws IOException {
-        Path dir = file.toAbsolutePath().getParent();
-        Files.createDirectories(dir);
-        Path tmp = Files.createTempFile(dir, "." + file.getFileName() + ".", ".tmp");
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-                ByteBuffer buf = ByteBuffer.wrap(encode());
-                while (buf.hasRemaining()) ch.write(buf);
-                ch.force(true);
-            }
-            beforeRename.run();
-            Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (IOException | RuntimeException e) {
-            Files.deleteIfExists(tmp);
-            throw e;
-        }
-        fsyncDir(dir);
+    void write(Path file, AtomicFile.IoAction beforeRename) throws IOException {
+        AtomicFile.replace(file, encode(), beforeRename);
     }
 
     /** Removes the record durably; true if there was one. */
     public static boolean remove(Path file) throws IOException {
-        boolean existed = Files.deleteIfExists(file);
-        if (existed) fsyncDir(file.toAbsolutePath().getParent());
-        return existed;
+        return AtomicFile.remove(file);
     }
 
-    private static void fsyncDir(Path dir) throws IOException {
-        try (FileChannel ch = FileChannel.open(dir, StandardOpenOption.READ)) {
-            ch.force(true);
-        }
-    }
-
-    @FunctionalInterface
-    interface IoAction {
-        void run() throws IOException;
-    }
 }

@@ -3,6 +3,7 @@ package bow.bowmode;
 import bow.blockdev.DeviceException;
 import bow.blockdev.Errno;
 import bow.blockdev.MemoryBlockDevice;
+import bow.engine.ModeEngine;
 import org.junit.jupiter.api.Test;
 
 import java.util.Arrays;
@@ -20,19 +21,21 @@ import static org.junit.jupiter.api.Assertions.*;
 class BowEngineResumeTest {
     static final int SEEDS = Integer.getInteger("bow.test.seeds", 40);
 
+    @org.junit.jupiter.api.io.TempDir java.nio.file.Path dir;
+
     @Test
     void resumedCheckpointsStayExact() throws Exception {
         for (int s = 0; s < SEEDS; s++) {
             long seed = 0xAE5L + s;
             try {
-                runOne(seed);
+                runOne(seed, s % 2 == 0 ? null : dir.resolve("free-" + s));
             } catch (Throwable t) {
                 throw new AssertionError("failed with seed " + seed, t);
             }
         }
     }
 
-    static void runOne(long seed) throws Exception {
+    static void runOne(long seed, java.nio.file.Path freeMap) throws Exception {
         Random r = new Random(seed);
         int bs = new int[] {512, 4096}[r.nextInt(2)];
         int blocks = 64 + r.nextInt(400);
@@ -41,6 +44,7 @@ class BowEngineResumeTest {
         r.nextBytes(image);
         MemoryBlockDevice disk = new MemoryBlockDevice(image);
         BowEngine eng = BowEngine.open(disk, "mem", bs);
+        if (freeMap != null) eng.keepFreeMap(freeMap);
         eng.discard((long) blocks / 2 * bs, (long) blocks / 2 * bs);
         eng.startCheckpoint();
         List<long[]> free = eng.freeRangesAtStart();
@@ -60,9 +64,10 @@ class BowEngineResumeTest {
                 }
             }
             eng.flush();
+            List<ModeEngine.RangeRecord> freeBefore = eng.ranges().stream().filter(x -> x.type().equals("Free")).toList();
             // Reboot: a fresh engine from what is on disk.
             assertThrows(CheckpointPresentException.class, () -> BowEngine.open(disk, "mem", bs));
-            eng = BowEngine.resume(disk, "mem");
+            eng = BowEngine.resume(disk, "mem", freeMap);
             assertEquals(BowEngine.State.CHECKPOINT, eng.state());
             m.check(read(eng, 0, size), 0, "after resume " + boot);
             // Until a trim, there is no free space: a write needing a backup changes nothing.
@@ -72,11 +77,50 @@ class BowEngineResumeTest {
                 for (int x = b * (bs / 512); x < (b + 1) * (bs / 512); x++) unused &= !m.defined()[x];
                 if (unused) eng.discard((long) b * bs, bs);
             }
+            if (freeMap != null) {
+                // With the free map, blocks that were still free before the reboot are free again after fstrim.
+                for (ModeEngine.RangeRecord rr : freeBefore) {
+                    for (ModeEngine.RangeRecord now : eng.ranges()) {
+                        if (now.offset() < rr.offset() + rr.length() && rr.offset() < now.offset() + now.length()) {
+                            assertEquals("Free", now.type(), "block range " + rr + " overlaps " + now + " after resume");
+                        }
+                    }
+                }
+            }
         }
         byte[] rolled = rolledBack(disk.snapshot());
         assertEqualOutside(image, rolled, free, "rollback after resumes");
         eng.commit();
         m.check(disk.snapshot(), 0, "commit after resumes");
+    }
+
+    @Test
+    void aFreeMapOfAnotherCheckpointIsRefused() throws Exception {
+        int bs = 4096;
+        java.nio.file.Path map = dir.resolve("free");
+        MemoryBlockDevice disk = new MemoryBlockDevice(new byte[64 * bs]);
+        BowEngine first = BowEngine.open(disk, "mem", bs).keepFreeMap(map);
+        first.discard(32L * bs, 32L * bs);
+        first.startCheckpoint();
+        assertTrue(java.nio.file.Files.exists(map));
+        first.commit();
+        assertFalse(java.nio.file.Files.exists(map), "commit removes the free map");
+
+        MemoryBlockDevice other = new MemoryBlockDevice(new byte[64 * bs]);
+        BowEngine second = BowEngine.open(other, "other", bs).keepFreeMap(map);
+        second.discard(40L * bs, 20L * bs);
+        second.startCheckpoint();
+        MemoryBlockDevice third = new MemoryBlockDevice(new byte[64 * bs]);
+        BowEngine t = BowEngine.open(third, "third", bs);
+        t.discard(10L * bs, 20L * bs);
+        t.startCheckpoint();
+        java.io.IOException e = assertThrows(java.io.IOException.class, () -> BowEngine.resume(third, "third", map));
+        assertTrue(e.getMessage().contains("another checkpoint"), e.getMessage());
+        byte[] bytes = java.nio.file.Files.readAllBytes(map);
+        bytes[20] ^= 1;
+        java.nio.file.Files.write(map, bytes);
+        e = assertThrows(java.io.IOException.class, () -> BowEngine.resume(other, "other", map));
+        assertTrue(e.getMessage().contains("checksum"), e.getMessage());
     }
 
     @Test
