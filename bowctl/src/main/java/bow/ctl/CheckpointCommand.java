@@ -112,12 +112,19 @@ public final class CheckpointCommand implements Runnable {
                 if (code[0] == 0) {
                     out.println("checkpoint record " + record.path() + " written: "
                             + (retries < 0 ? "no boot limit" : retries + " boot" + (retries == 1 ? "" : "s") + " before rollback"));
-                } else {
+                } else if (r != null) {
+                    // The daemon answered: the checkpoint did not start, so the record goes.
                     try {
                         record.remove(err);
                     } catch (RecordOption.Failed f) {
                         // reported; the start failure's code stands
                     }
+                } else {
+                    // No answer: the checkpoint may have started. Keep the record; the next boot
+                    // sees whether the device carries a checkpoint and cleans up if it does not.
+                    err.println("bowctl: no answer from the daemon; keeping the record " + record.path()
+                            + " in case the checkpoint started (bow-boot cleans it up if it did not)");
+                    err.flush();
                 }
             }
             out.flush();

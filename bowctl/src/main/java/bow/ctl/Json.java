@@ -8,20 +8,7 @@ final class Json {
     private Json() {}
 
     static String quote(String s) {
-        StringBuilder b = new StringBuilder("\"");
-        for (char c : s.toCharArray()) {
-            switch (c) {
-                case '"' -> b.append("\\\"");
-                case '\\' -> b.append("\\\\");
-                case '\n' -> b.append("\\n");
-                case '\r' -> b.append("\\r");
-                case '\t' -> b.append("\\t");
-                default -> {
-                    if (c < 0x20) b.append(String.format("\\u%04x", (int) c)); else b.append(c);
-                }
-            }
-        }
-        return b.append('"').toString();
+        return bow.restore.LogInspector.str(s);
     }
 
     /** An object from alternating keys and values (String, Number, Boolean, Map or a raw-JSON {@link Raw}). */

@@ -129,6 +129,7 @@ class Ext4EndToEndTest {
     void killDashNineMidWorkloadStillRollsBackExactly() throws Exception {
         Start s = prepareAndStartCheckpoint();
         java.util.concurrent.atomic.AtomicInteger rounds = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicReference<Throwable> died = new java.util.concurrent.atomic.AtomicReference<>();
         Thread writer = new Thread(() -> {
             Random r = new Random(3);
             try {
@@ -136,12 +137,17 @@ class Ext4EndToEndTest {
                     workload(r, 40);
                     rounds.incrementAndGet();
                 }
-            } catch (Exception | AssertionError expected) {
-                // the daemon is gone
+            } catch (Exception | AssertionError e) {
+                died.set(e);            // expected once the daemon is gone
             }
         });
         writer.start();
-        waitFor(() -> rounds.get() >= 3, "three synced rounds of the workload");
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(180);
+        while (rounds.get() < 2) {
+            if (died.get() != null) fail("the workload failed before the kill", died.get());
+            if (System.nanoTime() > end) fail("two synced rounds of the workload took over 180 s");
+            Thread.sleep(50);
+        }
         assertTrue(writer.isAlive(), "the kill must land in the middle of the workload");
         daemon.destroyForcibly();     // SIGKILL
         assertTrue(daemon.waitFor(10, TimeUnit.SECONDS));

@@ -158,7 +158,8 @@ public final class LogInspector {
         return b.toString();
     }
 
-    static String str(String s) {
+    /** A JSON string literal (shared with bowctl's --json output). */
+    public static String str(String s) {
         StringBuilder b = new StringBuilder("\"");
         for (char c : s.toCharArray()) {
             switch (c) {
