@@ -109,8 +109,16 @@ bow_attach() {
 bow_mount() {
   [ -n "${BOW_MNT:-}" ] || bow_die "BOW_MNT is not set"
   mkdir -p "$BOW_MNT"
+  # A freshly attached device can take a moment to settle (udev, a loop device being
+  # reused after a detach): a few tries before giving up.
+  n=0
   # shellcheck disable=SC2086
-  mount ${BOW_MOUNT_OPTS:-} "$(cat "$BOW_RUN/blockdev")" "$BOW_MNT" || bow_die "mounting $(cat "$BOW_RUN/blockdev") on $BOW_MNT failed"
+  until mount ${BOW_MOUNT_OPTS:-} "$(cat "$BOW_RUN/blockdev")" "$BOW_MNT"; do
+    n=$((n + 1))
+    [ $n -lt 4 ] || bow_die "mounting $(cat "$BOW_RUN/blockdev") on $BOW_MNT failed"
+    bow_log "mount failed; trying again ($n of 3)"
+    sleep 1
+  done
   bow_hook mounted
 }
 
