@@ -77,14 +77,7 @@ public final class CommitCommand implements Callable<Integer> {
                 code = ExitCodes.OK;
             }
         }
-        if (code == ExitCodes.OK && rec.isPresent()) {
-            try {
-                record.remove(err);
-                out.println("checkpoint record " + record.path() + " removed");
-            } catch (RecordOption.Failed f) {
-                code = f.code;
-            }
-        }
+        if (rec.isPresent()) code = record.removeAfter(code, out, err);
         out.flush();
         return code;
     }

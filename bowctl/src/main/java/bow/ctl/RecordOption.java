@@ -63,6 +63,21 @@ final class RecordOption {
         }
     }
 
+    /**
+     * After a commit or rollback that ended the checkpoint: removes the record and
+     * says so; returns the exit code to report ({@code code} unless the removal fails).
+     */
+    int removeAfter(int code, PrintWriter out, PrintWriter err) {
+        if (code != ExitCodes.OK) return code;
+        try {
+            remove(err);
+            out.println("checkpoint record " + path() + " removed");
+            return code;
+        } catch (Failed f) {
+            return f.code;
+        }
+    }
+
     void remove(PrintWriter err) throws Failed {
         try {
             CheckpointRecord.remove(path());

@@ -112,14 +112,7 @@ public final class RollbackCommand implements Callable<Integer> {
             out.println("nothing to roll back on " + device + " (already rolled back or never started); removing the record");
             code = ExitCodes.OK;
         }
-        if (code == ExitCodes.OK) {
-            try {
-                record.remove(err);
-                out.println("checkpoint record " + record.path() + " removed");
-            } catch (RecordOption.Failed f) {
-                code = f.code;
-            }
-        }
+        code = record.removeAfter(code, out, err);
         out.flush();
         return code;
     }
