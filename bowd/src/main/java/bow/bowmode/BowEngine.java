@@ -17,11 +17,9 @@ import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
@@ -35,11 +33,31 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * SECTOR0_CURRENT. State 2 (COMMITTED) puts the live block 0 back and passes
  * everything through. Rollback is offline ({@code bowctl rollback}).
  *
- * <p>Locking: a read/write state lock (requests share it; transitions take it
- * alone); a short map lock for the range map, never held across I/O; per-block
- * in-flight markers so a block being backed up is not overwritten meanwhile; and a
- * block-0 lock for the few requests that touch block 0 or SECTOR0_CURRENT. Log
- * entries go through {@link LogCommitter}'s group commit.
+ * <p>Thread model: fully parallel; requests to different blocks never wait for
+ * each other except in the group commit. What may run at once:
+ * <ul>
+ *   <li><b>State lock</b> (read/write): every request shares it; a transition
+ *       (start, commit) takes it alone, so it sees no request in flight.</li>
+ *   <li><b>Map lock</b>: guards the range map, the busy table and the block-0
+ *       pointer; held only for planning, never across device I/O.</li>
+ *   <li><b>Busy blocks</b> ({@link BusyBlocks}): the one mechanism that decides
+ *       whether a state-1 request must wait. A write claims every physical block
+ *       it will read or write (its data blocks, backup copies, the moved block 0)
+ *       in the plan that decides them, and keeps the claim until its data write
+ *       has returned; the log's rollover claims the block the full log block is
+ *       copied to until that copy is durable. A request that meets a claim waits
+ *       for it to end, holding nothing, and plans again. A discard never waits: it
+ *       leaves claimed blocks as they are.</li>
+ *   <li><b>Block-0 lock</b>: requests that touch logical block 0, or the physical
+ *       block holding the live block 0, hold it for their duration, so a read of
+ *       block 0 never sees the pointer move under it. Taken before any claim.</li>
+ *   <li><b>Fence</b>: once a backup failed (I/O error or any Error), set before
+ *       the failed request's claim ends; every write is refused from then on.</li>
+ * </ul>
+ * In state 0 writes and discards only change the map (FREE / UNCHANGED) and
+ * need no claim; a concurrent discard and write of one block have no defined
+ * order there, as in NBD. Log entries go through {@link LogCommitter}'s group
+ * commit.
  */
 public final class BowEngine implements ModeEngine, BlockDevice {
     private static final Logger log = LoggerFactory.getLogger(BowEngine.class);
@@ -61,7 +79,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
 
     private final Object mapLock = new Object();
     private RangeMap map;
-    private final Map<Long, CompletableFuture<Void>> inflight = new HashMap<>();
+    private BusyBlocks busy = new BusyBlocks();
     private long s0c = -1;
     /** True while SECTOR0_CURRENT also holds a logged backup (of the original block 0). */
     private boolean s0cIsBackup;
@@ -311,16 +329,10 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             map.forEachIn(first, end, (s, e, t) -> {
                 if (t == RangeType.CHANGED) changed.add(new long[] {s, e});
             });
-            for (long[] run : changed) {
-                long s = run[0];
-                // A block whose backup or move is in flight stays as it is.
-                for (long b = run[0]; b <= run[1]; b++) {
-                    if (b == run[1] || inflight.containsKey(b)) {
-                        if (s < b) map.set(s, b, RangeType.FREE);
-                        s = b + 1;
-                    }
-                }
-            }
+            // A block some request is using stays as it is (its write may still land).
+            List<long[]> unclaimed = new ArrayList<>();
+            for (long[] run : changed) busy.forEachUnclaimed(run[0], run[1], (s, e, t) -> unclaimed.add(new long[] {s, e}));
+            for (long[] run : unclaimed) map.set(run[0], run[1], RangeType.FREE);
         }
     }
 
@@ -346,8 +358,8 @@ public final class BowEngine implements ModeEngine, BlockDevice {
     private final class Plan {
         final List<Copy> copies = new ArrayList<>();
         final List<long[]> undo = new ArrayList<>();     // {from, to, oldType}
-        final List<Long> markers = new ArrayList<>();
-        final CompletableFuture<Void> marker = new CompletableFuture<>();
+        /** Every physical block this write reads or writes; set last, with the map changes. */
+        BusyBlocks.Claim claim;
         long newSector0 = -1;
         /** For a write into block 0 while SECTOR0_CURRENT still holds the backup: move it here. */
         long block0MoveFrom = -1, block0MoveTo = -1;
@@ -375,10 +387,26 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         }
     }
 
-    private void writeInCheckpoint(long offset, ByteBuffer src) throws IOException {
-        if (broken != null) {
-            throw new DeviceException(Errno.EIO, "writes refused: an earlier backup failed (" + broken.getMessage() + ")");
+    private void checkNotFenced() throws DeviceException {
+        Throwable b = broken;
+        if (b != null) {
+            throw new DeviceException(Errno.EIO, "writes refused: an earlier backup failed (" + describe(b) + ")");
         }
+    }
+
+    private static String describe(Throwable t) {
+        return t.getMessage() == null ? t.getClass().getSimpleName() : t.getClass().getSimpleName() + ": " + t.getMessage();
+    }
+
+    /** Sets the fence; the first failure is the one reported. */
+    private void fence(Throwable t) {
+        synchronized (this) {
+            if (broken == null) broken = t;
+        }
+    }
+
+    private void writeInCheckpoint(long offset, ByteBuffer src) throws IOException {
+        checkNotFenced();
         long first = offset / bs;
         long last = (offset + src.remaining() - 1) / bs;
         boolean holdBlock0 = first == 0;
@@ -386,17 +414,18 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         try {
             Plan plan;
             while (true) {
-                CompletableFuture<Void> wait = null;
+                BusyBlocks.Claim wait;
                 boolean needBlock0Lock = false;
                 synchronized (mapLock) {
+                    checkNotFenced();
                     if (state != State.CHECKPOINT) throw new IllegalStateException("state changed during write");
-                    for (long b = first; b <= last && wait == null; b++) wait = inflight.get(b);
+                    wait = busy.conflict(Math.max(first, 1), last + 1);
+                    if (wait == null && first == 0) wait = busy.conflict(s0c, s0c + 1);
                     if (wait == null) {
                         if (!holdBlock0 && s0c >= first && s0c <= last) {
                             needBlock0Lock = true;
-                            plan = null;
                         } else {
-                            plan = plan(first, last);
+                            plan = planOrFence(first, last);
                             break;
                         }
                     }
@@ -406,11 +435,24 @@ public final class BowEngine implements ModeEngine, BlockDevice {
                     holdBlock0 = true;
                     continue;
                 }
-                wait.exceptionally(t -> null).join();
+                wait.await();   // holding no claim; plan again once it has ended
             }
             execute(plan, offset, src);
         } finally {
             if (holdBlock0) block0Lock.unlock();
+        }
+    }
+
+    /** {@link #plan}, with any failure but ENOSPC fencing writes: the map may be half changed. */
+    private Plan planOrFence(long first, long last) throws DeviceException {
+        try {
+            return plan(first, last);
+        } catch (DeviceException e) {
+            throw e;
+        } catch (Throwable t) {
+            fence(t);
+            log.error("planning a backup failed on {}; refusing further writes: {}", deviceName, t.toString());
+            throw new DeviceException(Errno.EIO, "planning a backup failed on " + deviceName + ": " + describe(t), t);
         }
     }
 
@@ -483,27 +525,51 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             throw new DeviceException(Errno.ENOSPC, "no free space left for backups on " + deviceName
                     + " (" + freeBytesLocked() + " bytes free); the checkpoint is intact and can still be committed or rolled back");
         }
+        // Claim every block this write will touch, before anyone else can see the new map.
+        List<long[]> touched = new ArrayList<>();
+        if (from <= last) touched.add(new long[] {from, last + 1});
+        if (first == 0) touched.add(new long[] {s0c, s0c + 1});
+        for (Copy c : p.copies) {
+            touched.add(new long[] {c.from, c.from + c.blocks});
+            touched.add(new long[] {c.to, c.to + c.blocks});
+        }
+        if (p.block0MoveTo >= 0) {
+            touched.add(new long[] {p.block0MoveFrom, p.block0MoveFrom + 1});
+            touched.add(new long[] {p.block0MoveTo, p.block0MoveTo + 1});
+        }
+        if (p.newSector0 >= 0) touched.add(new long[] {p.newSector0, p.newSector0 + 1});
+        p.claim = busy.claim(touched);
         plannedEntries += p.entries;
         s0c = s0;
         s0cIsBackup = s0Backup;
-        CompletableFuture<Void> marker = p.marker;
-        for (Copy c : p.copies) {
-            for (int i = 0; i < c.blocks; i++) {
-                inflight.put(c.from + i, marker);
-                inflight.put(c.to + i, marker);
-                p.markers.add(c.from + i);
-                p.markers.add(c.to + i);
-            }
-        }
-        if (p.block0MoveTo >= 0) {
-            inflight.put(p.block0MoveTo, marker);
-            p.markers.add(p.block0MoveTo);
-        }
         return p;
     }
 
     private void execute(Plan p, long offset, ByteBuffer src) throws IOException {
-        CompletableFuture<Void> marker = p.marker;
+        try {
+            backUp(p, offset, src);
+            // The old data is safe: let the write land, still holding the claim, so that
+            // no discard makes these blocks backup space before the data is there.
+            int inBlock0 = offset < bs ? (int) Math.min(src.remaining(), bs - offset) : 0;
+            if (inBlock0 > 0) {
+                if (p.block0MoveTo < 0) {
+                    long s0 = currentS0c();
+                    dev.write(s0 * bs + offset, src.slice().limit(inBlock0));
+                }
+                src.position(src.position() + inBlock0);
+                offset += inBlock0;
+            }
+            if (src.hasRemaining()) dev.write(offset, src);
+        } finally {
+            synchronized (mapLock) {
+                busy.remove(p.claim);
+            }
+            BusyBlocks.wake(p.claim);
+        }
+    }
+
+    /** Copies, moves and logs what the plan says; durable when it returns. Any failure fences writes. */
+    private void backUp(Plan p, long offset, ByteBuffer src) throws IOException {
         try {
             List<LogEntry> entries = new ArrayList<>();
             for (Copy c : p.copies) {
@@ -529,30 +595,15 @@ public final class BowEngine implements ModeEngine, BlockDevice {
                 long sector0 = p.newSector0 >= 0 ? p.newSector0 * sectorsPerBlock : -1;
                 c.awaitDurable(c.append(entries, sector0));
             }
-        } catch (IOException | RuntimeException e) {
+        } catch (Throwable e) {
             // The map already calls these blocks changed; without their backups no
-            // further write may land, or the rollback would be wrong.
-            broken = e;
-            marker.completeExceptionally(e);
+            // further write may land, or the rollback would be wrong. Fenced before
+            // the claim ends, so whoever waited on it sees the failure. An Error
+            // (out of memory) is treated the same way: nothing half done is trusted.
+            fence(e);
             log.error("backup before write failed on {}; refusing further writes (roll back or commit offline): {}", deviceName, e.toString());
-            throw new DeviceException(Errno.EIO, "backup before write failed on " + deviceName + ": " + e.getMessage(), e);
-        } finally {
-            synchronized (mapLock) {
-                for (Long b : p.markers) inflight.remove(b, marker);
-            }
-            marker.complete(null);
+            throw new DeviceException(Errno.EIO, "backup before write failed on " + deviceName + ": " + describe(e), e);
         }
-        // The old data is safe: let the write land.
-        int inBlock0 = offset < bs ? (int) Math.min(src.remaining(), bs - offset) : 0;
-        if (inBlock0 > 0) {
-            if (p.block0MoveTo < 0) {
-                long s0 = currentS0c();
-                dev.write(s0 * bs + offset, src.slice().limit(inBlock0));
-            }
-            src.position(src.position() + inBlock0);
-            offset += inBlock0;
-        }
-        if (src.hasRemaining()) dev.write(offset, src);
     }
 
     // ---------------------------------------------------------------- lifecycle
@@ -607,14 +658,23 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         }
     }
 
-    private long allocateLogBlock() throws IOException {
+    /** A free block for the copy of a full log block, claimed until the log committer releases it. */
+    private LogCommitter.Allocation allocateLogBlock() throws IOException {
+        BusyBlocks.Claim claim;
+        long f;
         synchronized (mapLock) {
-            long f = map.firstFree();
+            f = map.firstFree();
             if (f < 0) throw new DeviceException(Errno.ENOSPC, "no free block for the next log block (reserve exhausted)");
             map.set(f, f + 1, RangeType.BACKUP);
             rolloverBlocksUsed++;
-            return f;
+            claim = busy.claim(f, f + 1);
         }
+        return new LogCommitter.Allocation(f, () -> {
+            synchronized (mapLock) {
+                busy.remove(claim);
+            }
+            BusyBlocks.wake(claim);
+        });
     }
 
     @Override
@@ -638,7 +698,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             dev.flush();
             synchronized (mapLock) {
                 map = null;
-                inflight.clear();
+                busy = new BusyBlocks();
                 s0c = -1;
             }
             committer = null;
@@ -673,11 +733,16 @@ public final class BowEngine implements ModeEngine, BlockDevice {
 
     /** FREE runs as byte ranges {start, end, start, end, ...}. */
     private long[] freeRuns() {
-        List<Long> out = new ArrayList<>();
+        // Primitive all the way: with a million free runs this runs under the state lock.
+        long[][] out = {new long[1024]};
+        int[] n = {0};
         map.forEach((s, e, t) -> {
-            if (t == RangeType.FREE) { out.add(s * bs); out.add(e * bs); }
+            if (t != RangeType.FREE) return;
+            if (n[0] + 2 > out[0].length) out[0] = java.util.Arrays.copyOf(out[0], out[0].length * 2);
+            out[0][n[0]++] = s * bs;
+            out[0][n[0]++] = e * bs;
         });
-        return out.stream().mapToLong(Long::longValue).toArray();
+        return java.util.Arrays.copyOf(out[0], n[0]);
     }
 
     /**
@@ -711,7 +776,8 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             if (s0c >= 0) details.put("sector0", Long.toString(s0c * sectorsPerBlock));
         }
         if (c != null && c.failure() != null) details.put("error", "log write failed: " + c.failure().getMessage());
-        if (broken != null) details.put("error", "backup failed, writes refused: " + broken.getMessage());
+        Throwable b = broken;
+        if (b != null) details.put("error", "backup failed, writes refused: " + describe(b));
         return new EngineStatus("bow", state.ordinal() + " " + state, deviceName, size(), bs, freeBytes(),
                 c == null ? 0 : c.backedUpBytes(), c == null ? 0 : c.sequence(), c == null ? 0 : c.count(),
                 ranges, details);

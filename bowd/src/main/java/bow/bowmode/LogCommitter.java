@@ -36,8 +36,14 @@ final class LogCommitter {
 
     /** Gives a free block for the copy of a full log block (space reserved by the engine). */
     interface LogBlockAllocator {
-        long allocate() throws IOException;
+        Allocation allocate() throws IOException;
     }
+
+    /**
+     * A block for a log copy, busy for everyone else until {@code release} runs:
+     * a filesystem write to it must not back up bytes that are about to change.
+     */
+    record Allocation(long block, Runnable release) {}
 
     private final BlockDevice dev;
     private final int bs;
@@ -106,6 +112,11 @@ final class LogCommitter {
             } catch (IOException e) {
                 failure = e;
                 throw e;
+            } catch (Throwable t) {
+                // An Error halfway through leaves the in-memory log block untrustworthy.
+                IOException e = new IOException("log commit failed: " + t, t);
+                failure = e;
+                throw e;
             }
             durable = upto;
         } finally {
@@ -145,19 +156,24 @@ final class LogCommitter {
 
     /** The log block is full and durable: copy it away and start the next sequence. */
     private void rollover() throws IOException {
-        long dest = allocator.allocate();
-        byte[] full = log.bytes().clone();
-        dev.write(dest * bs, ByteBuffer.wrap(full));
-        dev.flush();
-        int crc = BowCrc.entryChecksum(0, bs, full, 0, bs);
-        sequence++;
-        count = 1;
-        log.initHeader(LogBlock.MAGIC, bs, 1, (int) sequence, log.sector0());
-        log.setEntry(0, new LogEntry(0, dest * (bs / 512), bs, crc));
-        dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
-        dev.flush();
-        totalEntries++;
-        backedUpBytes += bs;
+        Allocation a = allocator.allocate();
+        try {
+            long dest = a.block();
+            byte[] full = log.bytes().clone();
+            dev.write(dest * bs, ByteBuffer.wrap(full));
+            dev.flush();
+            int crc = BowCrc.entryChecksum(0, bs, full, 0, bs);
+            sequence++;
+            count = 1;
+            log.initHeader(LogBlock.MAGIC, bs, 1, (int) sequence, log.sector0());
+            log.setEntry(0, new LogEntry(0, dest * (bs / 512), bs, crc));
+            dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
+            dev.flush();
+            totalEntries++;
+            backedUpBytes += bs;
+        } finally {
+            a.release().run();   // the copy is in the log (or the log is dead): others may use the block
+        }
     }
 
     long sequence() { return sequence; }
