@@ -734,15 +734,9 @@ public final class BowEngine implements ModeEngine, BlockDevice {
     /** FREE runs as byte ranges {start, end, start, end, ...}. */
     private long[] freeRuns() {
         // Primitive all the way: with a million free runs this runs under the state lock.
-        long[][] out = {new long[1024]};
-        int[] n = {0};
-        map.forEach((s, e, t) -> {
-            if (t != RangeType.FREE) return;
-            if (n[0] + 2 > out[0].length) out[0] = java.util.Arrays.copyOf(out[0], out[0].length * 2);
-            out[0][n[0]++] = s * bs;
-            out[0][n[0]++] = e * bs;
-        });
-        return java.util.Arrays.copyOf(out[0], n[0]);
+        long[] runs = map.runsOf(RangeType.FREE);
+        for (int i = 0; i < runs.length; i++) runs[i] *= bs;
+        return runs;
     }
 
     /**

@@ -35,6 +35,9 @@ public final class RangeMap {
     private final long[] blocksOfType = new long[RangeType.VALUES.length];
     private int ranges;
 
+    /** Counts changes, so that a walk can tell its visitor changed the map. */
+    private long modCount;
+
     public RangeMap(long blocks, RangeType initial) {
         if (blocks <= 0) throw new IllegalArgumentException("empty device");
         this.blocks = blocks;
@@ -83,6 +86,7 @@ public final class RangeMap {
             throw new IllegalArgumentException("range [" + from + ", " + to + ") outside 0.." + blocks);
         }
         if (from == to) return;
+        modCount++;
         // Account the blocks that change type.
         long pos = from;
         while (pos < to) {
@@ -103,6 +107,24 @@ public final class RangeMap {
         if (from > 0 && typeAt(from - 1) == type) remove(from);
     }
 
+    /** The runs of one type as block ranges {start, end, start, end, ...}, in order; no boxing. */
+    public long[] runsOf(RangeType type) {
+        long[] out = new long[(int) Math.min(Integer.MAX_VALUE - 8, 2L * ranges)];
+        int n = 0;
+        byte want = (byte) type.ordinal();
+        for (Chunk c : chunks.values()) {
+            for (int i = 0; i < c.n; i++) {
+                if (n > 0 && out[n - 1] == -1) out[n - 1] = c.starts[i];
+                if (c.types[i] == want) {
+                    out[n++] = c.starts[i];
+                    out[n++] = -1;            // end: the next boundary, filled in when seen
+                }
+            }
+        }
+        if (n > 0 && out[n - 1] == -1) out[n - 1] = blocks;
+        return Arrays.copyOf(out, n);
+    }
+
     /** Calls {@code visitor} for each run, in order. */
     public void forEach(RunVisitor visitor) {
         for (Chunk c : chunks.values()) {
@@ -114,13 +136,25 @@ public final class RangeMap {
 
     /** Calls {@code visitor} for each run that overlaps [from, to), clipped to it. */
     public void forEachIn(long from, long to, RunVisitor visitor) {
+        if (from >= to) return;
+        // One tree lookup, then walk the chunks in order: O(log n + runs visited). A
+        // visitor may change the map; then the walk looks its place up again.
+        Chunk c = chunks.floorEntry(from).getValue();
+        int i = indexOf(c, from);
         long pos = from;
         while (pos < to) {
-            Chunk c = chunks.floorEntry(pos).getValue();
-            int i = indexOf(c, pos);
             long end = Math.min(nextBoundary(c, i), to);
+            long seen = modCount;
             visitor.run(pos, end, RangeType.VALUES[c.types[i]]);
             pos = end;
+            if (pos >= to) return;
+            if (seen != modCount) {
+                c = chunks.floorEntry(pos).getValue();
+                i = indexOf(c, pos);
+            } else if (++i == c.n) {
+                c = chunks.higherEntry(c.key).getValue();
+                i = 0;
+            }
         }
     }
 

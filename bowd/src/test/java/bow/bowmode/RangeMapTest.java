@@ -82,4 +82,34 @@ class RangeMapTest {
         return c[0];
     }
 
+
+    @Test
+    void runsOfAgreesWithAWalk() {
+        java.util.Random r = new java.util.Random(3);
+        for (int round = 0; round < 200; round++) {
+            long n = 1 + r.nextInt(5000);
+            RangeMap m = new RangeMap(n, RangeType.UNCHANGED);
+            for (int k = r.nextInt(400); k > 0; k--) {
+                long a = r.nextInt((int) n), b = Math.min(n, a + 1 + r.nextInt(50));
+                m.set(a, b, RangeType.VALUES[r.nextInt(RangeType.VALUES.length)]);
+            }
+            for (RangeType t : RangeType.VALUES) {
+                java.util.List<Long> walk = new java.util.ArrayList<>();
+                m.forEach((s, e, ty) -> { if (ty == t) { walk.add(s); walk.add(e); } });
+                long[] got = m.runsOf(t);
+                org.junit.jupiter.api.Assertions.assertArrayEquals(walk.stream().mapToLong(Long::longValue).toArray(), got,
+                        "round " + round + ", " + t);
+            }
+            java.util.List<long[]> in = new java.util.ArrayList<>();
+            long a = r.nextInt((int) n), b = Math.min(n, a + 1 + r.nextInt((int) n));
+            m.forEachIn(a, b, (s, e, ty) -> in.add(new long[] {s, e, ty.ordinal()}));
+            long pos = a;
+            for (long[] x : in) {
+                org.junit.jupiter.api.Assertions.assertEquals(pos, x[0]);
+                org.junit.jupiter.api.Assertions.assertEquals(m.typeAt(x[0]).ordinal(), x[2]);
+                pos = x[1];
+            }
+            org.junit.jupiter.api.Assertions.assertEquals(b, pos);
+        }
+    }
 }
