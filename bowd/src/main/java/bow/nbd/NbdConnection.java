@@ -85,7 +85,7 @@ final class NbdConnection implements Runnable {
                 transmission();
             }
         } catch (ProtocolViolation e) {
-            log.warn("connection {}: {}; closing it", id, e.getMessage());
+            log.warn("connection {}: {}; closing it", id, LogText.of(e.getMessage()));
         } catch (EOFException e) {
             log.debug("connection {}: client went away mid-message", id);
         } catch (IOException e) {
@@ -158,7 +158,7 @@ final class NbdConnection implements Runnable {
                 case OPT_EXPORT_NAME -> {
                     String name = new String(data, StandardCharsets.UTF_8);
                     NbdServer.Export e = server.export(name);
-                    if (e == null) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME for unknown export '" + name + "'");
+                    if (e == null) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME for unknown export '" + LogText.of(name) + "'");
                     select(e);
                     ByteBuffer r = ByteBuffer.allocate(noZeroes ? 10 : 134);
                     r.putLong(e.device().size()).putShort((short) transmissionFlags(e));
@@ -209,6 +209,10 @@ final class NbdConnection implements Runnable {
             optionError(opt, REP_ERR_INVALID, "malformed export name");
             return false;
         }
+        if (name.indexOf('\0') >= 0) {
+            optionError(opt, REP_ERR_INVALID, "export name contains NUL");
+            return false;
+        }
         int n = d.getShort() & 0xffff;
         if (d.remaining() != 2 * n) {
             optionError(opt, REP_ERR_INVALID, "information request count does not match the option length");
@@ -250,8 +254,8 @@ final class NbdConnection implements Runnable {
             return;
         }
         String name = readString(d, 4);
-        if (name == null) {
-            optionError(opt, REP_ERR_INVALID, "malformed export name");
+        if (name == null || name.indexOf('\0') >= 0) {
+            optionError(opt, REP_ERR_INVALID, name == null ? "malformed export name" : "export name contains NUL");
             return;
         }
         long count = d.getInt() & 0xffffffffL;
@@ -301,7 +305,7 @@ final class NbdConnection implements Runnable {
         export = e;
         // Contexts set for another export do not carry over (the spec ties them to the name).
         blockStatus = structured && e.name().equals(metaExport);
-        log.debug("connection {}: export '{}' ({} bytes{}{})", id, e.name(), e.device().size(),
+        log.debug("connection {}: export '{}' ({} bytes{}{})", id, LogText.of(e.name()), e.device().size(),
                 e.readOnly() ? ", read-only" : "", structured ? ", structured replies" : "");
     }
 
@@ -321,7 +325,7 @@ final class NbdConnection implements Runnable {
     }
 
     private void optionError(int opt, int type, String message) throws IOException {
-        log.debug("connection {}: option {} refused: {}", id, opt, message);
+        log.debug("connection {}: option {} refused: {}", id, opt, LogText.of(message));
         optionReply(opt, type, truncate(message.getBytes(StandardCharsets.UTF_8), MAX_STRING));
     }
 
@@ -391,6 +395,15 @@ final class NbdConnection implements Runnable {
         } else if ((flags & CMD_FLAG_DF) != 0 && !structured) {
             err = EINVAL;
             why = "NBD_CMD_FLAG_DF without structured replies";
+        } else if ((flags & CMD_FLAG_DF) != 0 && type != CMD_READ) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_DF is only for NBD_CMD_READ";
+        } else if ((flags & CMD_FLAG_NO_HOLE) != 0 && type != CMD_WRITE_ZEROES) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_NO_HOLE is only for NBD_CMD_WRITE_ZEROES";
+        } else if ((flags & CMD_FLAG_REQ_ONE) != 0 && type != CMD_BLOCK_STATUS) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_REQ_ONE is only for NBD_CMD_BLOCK_STATUS";
         } else if ((type == CMD_READ || type == CMD_WRITE) && length > max) {
             err = EOVERFLOW;
             why = "length " + length + " exceeds the maximum payload of " + max;
@@ -399,11 +412,18 @@ final class NbdConnection implements Runnable {
                 case CMD_READ, CMD_CACHE -> {
                     if (!inRange) { err = EINVAL; why = range(offset, length, size); }
                 }
-                case CMD_WRITE, CMD_TRIM, CMD_WRITE_ZEROES -> {
+                case CMD_WRITE, CMD_WRITE_ZEROES -> {
                     if (export.readOnly()) { err = EPERM; why = "export is read-only"; }
                     else if (!inRange) { err = ENOSPC; why = range(offset, length, size); }
                 }
-                case CMD_FLUSH -> { }
+                // The spec: ENOSPC for writes past the end, EINVAL for reads and trims.
+                case CMD_TRIM -> {
+                    if (export.readOnly()) { err = EPERM; why = "export is read-only"; }
+                    else if (!inRange) { err = EINVAL; why = range(offset, length, size); }
+                }
+                case CMD_FLUSH -> {
+                    if (offset != 0 || length != 0) { err = EINVAL; why = "NBD_CMD_FLUSH takes offset and length 0"; }
+                }
                 case CMD_BLOCK_STATUS -> {
                     if (!blockStatus) { err = EINVAL; why = "no metadata context was negotiated"; }
                     else if (length == 0 || !inRange) { err = EINVAL; why = range(offset, length, size); }
@@ -412,7 +432,7 @@ final class NbdConnection implements Runnable {
             }
         }
         if (err != 0) {
-            log.debug("connection {}: {} rejected: {}", id, commandName(type), why);
+            log.debug("connection {}: {} rejected: {}", id, commandName(type), LogText.of(why));
             if (type == CMD_WRITE) drain(length); // keep the stream in sync
             replies.add(new Reply(errorReply(type, cookie, err, why), 0));
             return;

@@ -132,6 +132,7 @@ public final class NbdServer implements Closeable {
             if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING) {
                 throw new IllegalArgumentException("export name longer than 4096 bytes");
             }
+            if (name.indexOf('\0') >= 0) throw new IllegalArgumentException("export name contains NUL");
             boolean ro = options.readOnly || options.readOnlyExports.contains(name);
             m.put(name, new Export(name, Objects.requireNonNull(e.getValue(), "device of " + name), ro,
                     options.descriptions.get(name)));

@@ -255,7 +255,7 @@ class NbdServerTest {
                 assertEquals(EINVAL, c.call(0, CMD_READ, SIZE - 512, 1024, null).error());
                 assertEquals(EINVAL, c.call(0, CMD_READ, -4096L, 512, null).error(), "offset beyond 2^63");
                 assertEquals(ENOSPC, c.call(0, CMD_WRITE, SIZE - 512, 1024, pattern(1024, 4)).error());
-                assertEquals(ENOSPC, c.call(0, CMD_TRIM, SIZE, 512, null).error());
+                assertEquals(EINVAL, c.call(0, CMD_TRIM, SIZE, 512, null).error(), "trim past the end is EINVAL (spec)");
                 assertEquals(ENOSPC, c.call(0, CMD_WRITE_ZEROES, SIZE - 1, 2, null).error());
                 assertEquals(EINVAL, c.call(0, CMD_CACHE, SIZE, 1, null).error());
                 assertEquals(EOVERFLOW, c.call(0, CMD_READ, 0, (32 << 20) + 1, null).error());
@@ -277,6 +277,45 @@ class NbdServerTest {
                 assertArrayEquals(d, NbdTestClient.readData(c.call(0, CMD_READ, 0, 512, null)));
             }
             server.close();
+        }
+    }
+
+    @Test
+    void flagsOnlyWhereTheSpecAllowsThemAndFlushTakesNoRange() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.open(sock, "", true)) {
+            byte[] d = pattern(512, 40);
+            assertEquals(EINVAL, c.call(CMD_FLAG_NO_HOLE, CMD_WRITE, 0, 512, d).error(), "NO_HOLE on WRITE");
+            assertEquals(EINVAL, c.call(CMD_FLAG_REQ_ONE, CMD_READ, 0, 512, null).error(), "REQ_ONE on READ");
+            assertEquals(EINVAL, c.call(CMD_FLAG_DF, CMD_WRITE, 0, 512, d).error(), "DF on WRITE");
+            assertEquals(EINVAL, c.call(CMD_FLAG_DF, CMD_TRIM, 0, 512, null).error(), "DF on TRIM");
+            assertEquals(EINVAL, c.call(0, CMD_FLUSH, 4096, 0, null).error(), "FLUSH with an offset");
+            assertEquals(EINVAL, c.call(0, CMD_FLUSH, 0, 512, null).error(), "FLUSH with a length");
+            assertArrayEquals(new byte[512], Arrays.copyOf(dev.snapshot(), 512), "refused writes changed nothing");
+            // The same flags where they belong, and FUA anywhere, still work; the stream stayed in sync.
+            assertEquals(0, c.call(CMD_FLAG_FUA, CMD_WRITE, 0, 512, d).error());
+            assertEquals(0, c.call(CMD_FLAG_NO_HOLE | CMD_FLAG_FUA, CMD_WRITE_ZEROES, 512, 512, null).error());
+            assertEquals(512, NbdTestClient.readData(c.call(CMD_FLAG_DF, CMD_READ, 0, 512, null)).length);
+            assertEquals(0, c.call(CMD_FLAG_FUA, CMD_FLUSH, 0, 0, null).error());
+            assertArrayEquals(d, Arrays.copyOf(dev.snapshot(), 512));
+        }
+    }
+
+    @Test
+    void anExportNameWithNulIsInvalidNotUnknown() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE);
+            c.sendOption(OPT_GO, NbdTestClient.infoRequest("a\0b"));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.sendOption(OPT_INFO, NbdTestClient.infoRequest("\0"));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.sendOption(OPT_STRUCTURED_REPLY, new byte[0]);
+            assertEquals(REP_ACK, c.readOptionReply().type());
+            c.sendOption(OPT_LIST_META_CONTEXT, NbdTestClient.metaRequest("x\0", BASE_ALLOCATION));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.go("");   // still in sync
+            assertEquals(SIZE, c.exportSize);
         }
     }
 
