@@ -91,13 +91,15 @@ final class NbdConnection implements Runnable {
 
     boolean isEvicted() { return evicted; }
 
-    /** Nothing in flight and no reply being sent: closing it loses no work. */
+    /** In handshake, or nothing in flight and no reply being sent: closing it loses no acknowledged work. */
     boolean isEvictable() {
         if (evicted) return false;
         if (phase == Phase.HANDSHAKE) return true;
         Semaphore s = slots;
+        // Idle, or sending a request it has not finished (a stalled header or payload).
+        Phase p = phase;
         return s != null && s.availablePermits() == server.options.maxInFlightRequests && writingSince == 0
-                && phase == Phase.IDLE;
+                && (p == Phase.IDLE || p == Phase.READING);
     }
 
     /** Closed to make room for a new connection. */

@@ -601,11 +601,18 @@ class NbdServerTest {
     void silentSocketsCannotLockARealClientOut() throws Exception {
         MemoryBlockDevice dev = start(new NbdServer.Options());   // default limit (256) and timeout (10 s)
         List<java.nio.channels.SocketChannel> silent = new ArrayList<>();
+        List<NbdTestClient> stalled = new ArrayList<>();
         try {
-            for (int i = 0; i < 256; i++) {
+            for (int i = 0; i < 128; i++) {
                 java.nio.channels.SocketChannel c = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX);
                 c.connect(java.net.UnixDomainSocketAddress.of(sock));
                 silent.add(c);
+            }
+            // The other half complete the handshake and send the first bytes of a request, then nothing.
+            for (int i = 0; i < 128; i++) {
+                NbdTestClient c = NbdTestClient.open(sock, "", false);
+                stalled.add(c);
+                c.write(ByteBuffer.allocate(3).put(new byte[] {0x25, 0x60, (byte) 0x95}).flip());
             }
             waitFor(() -> server.openConnections() == 256);
             try (NbdTestClient real = NbdTestClient.open(sock, "", true)) {
@@ -613,8 +620,15 @@ class NbdServerTest {
                 assertEquals(0, real.call(0, CMD_WRITE, 0, 4096, d).error());
                 assertArrayEquals(d, Arrays.copyOf(dev.snapshot(), 4096));
             }
+            // Again and again: every newcomer finds room.
+            for (int i = 0; i < 200; i++) {
+                try (NbdTestClient real = NbdTestClient.open(sock, "", false)) {
+                    assertEquals(0, real.call(0, CMD_FLUSH, 0, 0, null).error());
+                }
+            }
         } finally {
             for (java.nio.channels.SocketChannel c : silent) c.close();
+            for (NbdTestClient c : stalled) c.close();
         }
     }
 
