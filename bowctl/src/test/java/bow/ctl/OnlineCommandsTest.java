@@ -294,6 +294,43 @@ class OnlineCommandsTest {
     }
 
     @Test
+    void shutdownOfAnIdleDaemonIsAnsweredAndExitsZero() throws Exception {
+        newImage();
+        // The answer used to race the daemon's stop (its close interrupted the handler): repeat.
+        for (int i = 0; i < 5; i++) shutdown(running());
+    }
+
+    @Test
+    void clientTimeoutAndRequestMemoryFlags() throws Exception {
+        newImage();
+        Daemon zero = bowd("--client-timeout", "0");
+        assertEquals(2, zero.awaitExit());
+        assertTrue(zero.err().toString().contains("--client-timeout must be at least 1 second"), zero.err().toString());
+        Daemon small = bowd("--max-request-memory", "1048576");
+        assertEquals(2, small.awaitExit());
+        assertTrue(small.err().toString().contains("--max-request-memory must be at least 33554432"), small.err().toString());
+
+        Daemon d = running("--client-timeout", "1", "--max-request-memory", "67108864");
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(15), () -> {
+            // A control client that sends a length and no body is answered and cut after 1 s...
+            try (SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+                c.connect(UnixDomainSocketAddress.of(control));
+                c.write(java.nio.ByteBuffer.wrap(new byte[] {100}));
+                bow.proto.Response r = bow.control.Framing.read(Channels.newInputStream(c), bow.proto.Response.parser());
+                assertTrue(r.getMessage().contains("no whole request within 1000 ms"), r.getMessage());
+            }
+            // ...and so is an NBD client that never finishes its handshake.
+            try (SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX)) {
+                c.connect(UnixDomainSocketAddress.of(nbd));
+                java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(64);
+                while (c.read(b) >= 0) b.clear();   // greeting, then the end of the stream
+            }
+        });
+        assertEquals(0, ctl("status").code());
+        shutdown(d);
+    }
+
+    @Test
     void aSecondDaemonDoesNotStealTheSockets() throws Exception {
         newImage();
         Daemon first = running();

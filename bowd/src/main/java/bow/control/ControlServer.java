@@ -12,6 +12,7 @@ import jdk.net.ExtendedSocketOptions;
 import jdk.net.UnixDomainPrincipal;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
+import bow.nbd.LogText;
 
 import java.io.Closeable;
 import java.io.IOException;
@@ -26,13 +27,16 @@ import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.Comparator;
+import java.util.Optional;
 import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.IntPredicate;
 import java.util.function.IntSupplier;
 
@@ -41,10 +45,24 @@ import java.util.function.IntSupplier;
  * code and a readable message. Peers are checked by uid (SO_PEERCRED); the socket
  * file is created 0600. A malformed or oversized message gets an error and costs
  * only that connection.
+ *
+ * <p>Silent clients cannot lock bowctl out: a client waiting to send a request
+ * (or sending it, or not reading its answer) has the request timeout to finish;
+ * then its input is shut (or, stuck in a write, its connection closed). When
+ * the client limit is reached, the client that has waited the longest for its
+ * own request is cut to make room; only when every client is busy in the engine
+ * is a new one turned away. {@link #close()} never interrupts a handler: one may
+ * be inside device I/O, where an interrupt would close the device's channel for
+ * every thread.
  */
 public final class ControlServer implements Closeable {
     private static final Logger log = LoggerFactory.getLogger(ControlServer.class);
-    private static final int MAX_CLIENTS = 64;
+    /** Default of {@code maxClients}. */
+    public static final int MAX_CLIENTS = 64;
+    /** Default of {@code requestTimeout}. */
+    public static final Duration REQUEST_TIMEOUT = Duration.ofSeconds(10);
+    /** How long {@link #close()} waits for handlers inside the engine to finish. */
+    private static final Duration CLOSE_TIMEOUT = Duration.ofSeconds(60);
 
     private final ModeEngine engine;
     private final IntSupplier nbdConnections;
@@ -61,7 +79,9 @@ public final class ControlServer implements Closeable {
         t.setDaemon(true);
         return t;
     });
-    private final AtomicInteger active = new AtomicInteger();
+    private final Set<Client> live = ConcurrentHashMap.newKeySet();
+    private final Duration requestTimeout;
+    private final int maxClients;
     private ServerSocketChannel listener;
     private Path socketPath;
     private volatile boolean closed;
@@ -71,11 +91,55 @@ public final class ControlServer implements Closeable {
      * @param shutdown   run (on its own thread) when a client asks the daemon to stop
      */
     public ControlServer(ModeEngine engine, IntSupplier nbdConnections, IntPredicate uidAllowed, Runnable shutdown) {
+        this(engine, nbdConnections, uidAllowed, shutdown, REQUEST_TIMEOUT, MAX_CLIENTS);
+    }
+
+    /**
+     * @param requestTimeout how long a client may take to send a request, or to take its answer
+     * @param maxClients     clients served at once
+     */
+    public ControlServer(ModeEngine engine, IntSupplier nbdConnections, IntPredicate uidAllowed, Runnable shutdown,
+                         Duration requestTimeout, int maxClients) {
         this.engine = engine;
         this.nbdConnections = nbdConnections;
         this.uidAllowed = uidAllowed;
         this.shutdown = shutdown;
+        if (requestTimeout.isNegative() || requestTimeout.isZero()) throw new IllegalArgumentException("request timeout must be positive");
+        if (maxClients < 1) throw new IllegalArgumentException("maxClients must be positive");
+        this.requestTimeout = requestTimeout;
+        this.maxClients = maxClients;
     }
+
+    /** What a client's handler is doing; the request timeout applies to WAITING and WRITING. */
+    private enum Phase { WAITING, HANDLING, WRITING }
+
+    /** One connected client. */
+    private static final class Client {
+        final SocketChannel ch;
+        volatile Phase phase = Phase.WAITING;
+        volatile long since = System.nanoTime();
+        volatile boolean cut;
+
+        Client(SocketChannel ch) { this.ch = ch; }
+
+        void enter(Phase p) {
+            since = System.nanoTime();
+            phase = p;
+        }
+
+        /** Ends the client's wait: its read sees the end of stream (a write in progress fails). */
+        void cut(boolean closeAll) {
+            cut = true;
+            try {
+                if (closeAll) ch.close(); else ch.shutdownInput();
+            } catch (IOException ignored) {
+                // gone already
+            }
+        }
+    }
+
+    /** Clients connected now (served or being cut). */
+    int clientCount() { return live.size(); }
 
     /** Root, the daemon's own uid, and the configured allow-list. */
     public static IntPredicate defaultPolicy(Set<Integer> allowList) {
@@ -111,6 +175,8 @@ public final class ControlServer implements Closeable {
         Files.setPosixFilePermissions(path, PosixFilePermissions.fromString(openToAllUsers ? "rw-rw-rw-" : "rw-------"));
         this.listener = ch;
         this.socketPath = path;
+        long tick = Math.max(10, Math.min(1000, requestTimeout.toMillis() / 8));
+        timeouts.scheduleWithFixedDelay(this::enforceDeadlines, tick, tick, TimeUnit.MILLISECONDS);
         Thread t = new Thread(this::acceptLoop, "control-accept");
         t.setDaemon(true);
         t.start();
@@ -131,19 +197,31 @@ public final class ControlServer implements Closeable {
         while (!closed) {
             try {
                 SocketChannel c = listener.accept();
-                if (active.incrementAndGet() > MAX_CLIENTS) {
-                    active.decrementAndGet();
+                if (closed) {
+                    reply(c, error(Response.Code.ERROR, "bowd is shutting down"));
+                    c.close();
+                    return;
+                }
+                if (!makeRoom()) {
+                    log.warn("control client turned away: {} clients are busy", maxClients);
                     reply(c, error(Response.Code.ERROR, "too many control clients"));
                     c.close();
                     continue;
                 }
-                clients.execute(() -> {
-                    try {
-                        serve(c);
-                    } finally {
-                        active.decrementAndGet();
-                    }
-                });
+                Client client = new Client(c);
+                live.add(client);
+                try {
+                    clients.execute(() -> {
+                        try {
+                            serve(client);
+                        } finally {
+                            live.remove(client);
+                        }
+                    });
+                } catch (java.util.concurrent.RejectedExecutionException e) {
+                    live.remove(client);
+                    c.close();
+                }
             } catch (ClosedChannelException e) {
                 return;
             } catch (IOException e) {
@@ -152,8 +230,38 @@ public final class ControlServer implements Closeable {
         }
     }
 
-    /** Serves one client until it hangs up or misbehaves. */
-    void serve(SocketChannel c) {
+    /**
+     * True if a new client may be served: below the limit, or after cutting the client
+     * that has waited longest for its own request (a silent or half-sent one).
+     */
+    private boolean makeRoom() {
+        long served = live.stream().filter(c -> !c.cut).count();
+        if (served < maxClients) return true;
+        Optional<Client> victim = live.stream().filter(c -> !c.cut && c.phase == Phase.WAITING)
+                .min(Comparator.comparingLong(c -> c.since));
+        if (victim.isEmpty()) return false;
+        log.info("control client limit ({}) reached: cutting the client silent for {} ms", maxClients,
+                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - victim.get().since));
+        victim.get().cut(false);
+        return true;
+    }
+
+    /** Cuts clients past the request timeout while waiting for a request or writing an answer. */
+    private void enforceDeadlines() {
+        long now = System.nanoTime();
+        long limit = requestTimeout.toNanos();
+        for (Client c : live) {
+            Phase p = c.phase;
+            if (p == Phase.HANDLING || (c.cut && p == Phase.WAITING) || now - c.since <= limit) continue;
+            log.info("control client {} for more than {} ms: cutting it",
+                    p == Phase.WAITING ? "sent no whole request" : "took no answer", requestTimeout.toMillis());
+            c.cut(p == Phase.WRITING);
+        }
+    }
+
+    /** Serves one client until it hangs up, misbehaves, runs out of time, or the server closes. */
+    private void serve(Client client) {
+        SocketChannel c = client.ch;
         try (c) {
             int uid = peerUid(c);
             if (!uidAllowed.test(uid)) {
@@ -162,13 +270,8 @@ public final class ControlServer implements Closeable {
                 // answer is not lost to a broken pipe on the client's side of the write.
                 // A peer that sends nothing stops being waited for after a moment (its input is
                 // shut, the read ends), gets the answer anyway and cannot hold a slot.
-                ScheduledFuture<?> cut = timeouts.schedule(() -> {
-                    try {
-                        c.shutdownInput();
-                    } catch (IOException ignored) {
-                        // the peer is gone already
-                    }
-                }, REFUSED_READ_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                ScheduledFuture<?> cut = timeouts.schedule(() -> client.cut(false),
+                        Math.min(REFUSED_READ_TIMEOUT_MS, requestTimeout.toMillis()), TimeUnit.MILLISECONDS);
                 try {
                     Framing.read(Channels.newInputStream(c), Request.parser());
                 } catch (IOException ignored) {
@@ -176,6 +279,7 @@ public final class ControlServer implements Closeable {
                 } finally {
                     cut.cancel(false);
                 }
+                client.enter(Phase.WRITING);
                 reply(c, error(Response.Code.NOT_ALLOWED, "uid " + uid + " is not allowed to control bowd"
                         + " (allowed: root, the daemon's own user, and --allow-uid)"));
                 return;
@@ -183,22 +287,45 @@ public final class ControlServer implements Closeable {
             InputStream in = Channels.newInputStream(c);
             OutputStream out = Channels.newOutputStream(c);
             while (true) {
+                client.enter(Phase.WAITING);
+                if (closed) return;   // close() shuts the input of waiting clients; this catches the rest
                 Request req;
                 try {
                     req = Framing.read(in, Request.parser());
                 } catch (IOException e) {
-                    Framing.write(out, error(Response.Code.BAD_REQUEST, "malformed request: " + e.getMessage()));
+                    client.enter(Phase.WRITING);
+                    Framing.write(out, error(Response.Code.BAD_REQUEST, client.cut
+                            ? "no whole request within " + requestTimeout.toMillis() + " ms" : "malformed request: " + e.getMessage()));
                     return;
                 }
                 if (req == null) return;
+                client.enter(Phase.HANDLING);
                 Response resp = handle(req);
+                client.enter(Phase.WRITING);
                 Framing.write(out, resp);
+                if (req.getKindCase() == Request.KindCase.SHUTDOWN && resp.getCode() == Response.Code.OK) {
+                    // Only now that the answer is out: the daemon's stop closes this server.
+                    Thread t = new Thread(shutdown, "control-shutdown");
+                    t.start();
+                    return;
+                }
                 if (resp.getCode() == Response.Code.BAD_REQUEST && req.getKindCase() == Request.KindCase.KIND_NOT_SET) {
                     return;   // an empty message is not a request: the client is out of step
                 }
             }
         } catch (IOException e) {
-            log.debug("control client gone: {}", e.toString());
+            log.debug("control client gone: {}", LogText.of(e.toString()));
+        }
+    }
+
+    /** Serves one already connected client on the calling thread (tests). */
+    void serve(SocketChannel c) {
+        Client client = new Client(c);
+        live.add(client);
+        try {
+            serve(client);
+        } finally {
+            live.remove(client);
         }
     }
 
@@ -249,11 +376,8 @@ public final class ControlServer implements Closeable {
                     dev.discard(off, len);
                     yield ok("trimmed " + len + " bytes at " + off);
                 }
-                case SHUTDOWN -> {
-                    Thread t = new Thread(shutdown, "control-shutdown");
-                    t.start();
-                    yield ok("shutting down");
-                }
+                // The serving loop starts the shutdown once this answer is sent.
+                case SHUTDOWN -> ok("shutting down");
                 case KIND_NOT_SET -> error(Response.Code.BAD_REQUEST, "empty request");
             };
         } catch (IllegalStateException e) {
@@ -261,7 +385,7 @@ public final class ControlServer implements Closeable {
         } catch (UnsupportedOperationException e) {
             return error(Response.Code.UNSUPPORTED, e.getMessage());
         } catch (IOException | RuntimeException e) {
-            log.warn("control request {} failed: {}", req.getKindCase(), e.toString());
+            log.warn("control request {} failed: {}", req.getKindCase(), LogText.of(e.toString()));
             return error(Response.Code.ERROR, e.getMessage() == null ? e.toString() : e.getMessage());
         }
     }
@@ -284,12 +408,33 @@ public final class ControlServer implements Closeable {
         return Response.newBuilder().setCode(code).setMessage(message == null ? code.name() : message).build();
     }
 
+    /**
+     * Stops accepting, removes the socket, lets handlers inside the engine finish and
+     * send their answers (bounded wait), and ends the waiting ones by shutting their
+     * input. Never interrupts a handler.
+     */
     @Override
     public void close() throws IOException {
+        if (closed) return;
         closed = true;
-        if (listener != null) listener.close();
-        clients.shutdownNow();
-        timeouts.shutdownNow();
-        if (socketPath != null) Files.deleteIfExists(socketPath);
+        try {
+            if (listener != null) listener.close();
+        } finally {
+            if (socketPath != null) Files.deleteIfExists(socketPath);
+            for (Client c : live) {
+                if (c.phase == Phase.WAITING) c.cut(false);
+            }
+            clients.shutdown();
+            try {
+                // The deadline task still runs meanwhile: a client that takes no answer is cut.
+                if (!clients.awaitTermination(CLOSE_TIMEOUT.toMillis(), TimeUnit.MILLISECONDS)) {
+                    log.warn("control requests still running {} s after close; leaving them to finish", CLOSE_TIMEOUT.toSeconds());
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            } finally {
+                timeouts.shutdown();
+            }
+        }
     }
 }

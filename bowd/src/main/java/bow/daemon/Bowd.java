@@ -37,6 +37,7 @@ import java.util.concurrent.Callable;
 public final class Bowd implements Callable<Integer> {
     private static final Logger log = LoggerFactory.getLogger(Bowd.class);
     static final long DEFAULT_IMAGE_SIZE = 1L << 30;
+    private static final long MAX_REQUEST = 32L << 20;
 
     @Option(names = "--mode", defaultValue = "bow", paramLabel = "bow|persistent",
             description = "Where old data goes: bow (free space of the device itself, default) or persistent (a COW device, dm-snapshot format).")
@@ -107,6 +108,17 @@ public final class Bowd implements Callable<Integer> {
             description = "The checkpoint record the low-space policy updates (default: $BOW_RECORD, else /var/lib/bow/checkpoint.rec).")
     Path record;
 
+    @Option(names = "--client-timeout", defaultValue = "10", paramLabel = "SECONDS",
+            description = "Deadline for a client: an NBD handshake, an NBD request once its first byte arrived (header and payload), "
+                    + "an NBD reply the client does not take, a control request. Past it the connection is closed. Idle NBD connections have none (default ${DEFAULT-VALUE}).")
+    int clientTimeoutSeconds;
+
+    @Option(names = "--max-request-memory", paramLabel = "BYTES",
+            description = "NBD request payloads (write data received, read data to send) held in memory by all connections together; "
+                    + "a request past it waits up to --client-timeout, then fails with ENOMEM. At least 33554432 (the largest request). "
+                    + "Default: a quarter of the Java heap, at least 64 MiB.")
+    Long maxRequestMemory;
+
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
     private final List<BlockDevice> opened = new ArrayList<>();
@@ -132,6 +144,10 @@ public final class Bowd implements Callable<Integer> {
         try {
             lowSpace = LowSpacePolicy.parseAction(lowSpaceAction);
             if (lowSpaceThreshold != null && lowSpaceThreshold < 0) throw new IllegalArgumentException("--low-space-threshold must be >= 0");
+            if (clientTimeoutSeconds <= 0) throw new IllegalArgumentException("--client-timeout must be at least 1 second");
+            if (maxRequestMemory != null && maxRequestMemory < MAX_REQUEST) {
+                throw new IllegalArgumentException("--max-request-memory must be at least " + MAX_REQUEST + " (the largest NBD request)");
+            }
         } catch (IllegalArgumentException e) {
             err.println("bowd: " + e.getMessage());
             err.flush();
@@ -161,7 +177,9 @@ public final class Bowd implements Callable<Integer> {
             log.info("low-space policy: {} below {} bytes free", lowSpaceAction, lowSpaceThreshold);
         }
         DaemonConfig config = new DaemonConfig(mode, device, cow, blockSize, chunkSize, overflow, snapshotWritable,
-                socket, parseTcp(tcp), tcpAny, stdin, control, new HashSet<>(allowUids), exportName);
+                socket, parseTcp(tcp), tcpAny, stdin, control, new HashSet<>(allowUids), exportName,
+                java.time.Duration.ofSeconds(clientTimeoutSeconds),
+                maxRequestMemory != null ? maxRequestMemory : bow.nbd.NbdServer.defaultRequestMemory());
         Daemon daemon;
         try {
             daemon = Daemon.create(engine, config);

@@ -19,7 +19,8 @@ final class DaemonModule {
     @Provides
     @Singleton
     static NbdServer nbdServer(ModeEngine engine, DaemonConfig config) {
-        NbdServer.Options options = new NbdServer.Options().anyTcpAddress(config.tcpAny());
+        NbdServer.Options options = new NbdServer.Options().anyTcpAddress(config.tcpAny())
+                .clientTimeout(config.clientTimeout()).maxRequestMemory(config.maxRequestMemory());
         Map<String, BlockDevice> exports = new LinkedHashMap<>(engine.exports());
         String alias = config.exportName();
         if (alias != null && !alias.isEmpty()) {
@@ -40,7 +41,8 @@ final class DaemonModule {
     @Provides
     @Singleton
     static ControlServer controlServer(ModeEngine engine, NbdServer nbd, DaemonConfig config, Daemon.Stopper stopper) {
-        return new ControlServer(engine, nbd::openConnections, ControlServer.defaultPolicy(config.allowUids()), stopper::stop);
+        return new ControlServer(engine, nbd::openConnections, ControlServer.defaultPolicy(config.allowUids()), stopper::stop,
+                config.clientTimeout(), ControlServer.MAX_CLIENTS);
     }
 
     @Provides

@@ -57,13 +57,73 @@ final class NbdConnection implements Runnable {
     private final LinkedBlockingQueue<Reply> replies = new LinkedBlockingQueue<>();
     private volatile boolean broken;
 
-    /** One reply message, plus the payload bytes it held against the in-flight budget. */
-    private record Reply(ByteBuffer[] buffers, int bytesHeld) {}
+    // Deadlines (enforced by the server's deadline task) and eviction.
+    /** What the reader does: the client timeout applies to HANDSHAKE (whole) and READING (one request). */
+    private enum Phase { HANDSHAKE, IDLE, READING, HELD }
+    private volatile Phase phase = Phase.HANDSHAKE;
+    private volatile long phaseSince = System.nanoTime();
+    private volatile long lastActive = System.nanoTime();
+    /** When the current reply write last made progress; 0 when no write is under way. */
+    private volatile long writingSince;
+    private volatile boolean evicted;
+
+    /**
+     * One reply message, plus the payload bytes it held against the in-flight budgets
+     * (this connection's and the server's) and how many of those were allocated.
+     */
+    private record Reply(ByteBuffer[] buffers, int bytesHeld, int allocated) {
+        Reply(ByteBuffer[] buffers, int bytesHeld) { this(buffers, bytesHeld, 0); }
+    }
 
     private static final Reply END = new Reply(new ByteBuffer[0], 0);
 
     /** A request that passed validation, on its way to a worker. */
     private record Request(int type, int flags, long cookie, long offset, long length, ByteBuffer payload, int bytesHeld) {}
+
+    private void enter(Phase p) {
+        phaseSince = System.nanoTime();
+        phase = p;
+    }
+
+    boolean inHandshake() { return phase == Phase.HANDSHAKE; }
+
+    long lastActive() { return lastActive; }
+
+    boolean isEvicted() { return evicted; }
+
+    /** In handshake, or nothing in flight and no reply being sent: closing it loses no acknowledged work. */
+    boolean isEvictable() {
+        if (evicted) return false;
+        if (phase == Phase.HANDSHAKE) return true;
+        Semaphore s = slots;
+        // Idle, or sending a request it has not finished (a stalled header or payload).
+        Phase p = phase;
+        return s != null && s.availablePermits() == server.options.maxInFlightRequests && writingSince == 0
+                && (p == Phase.IDLE || p == Phase.READING);
+    }
+
+    /** Closed to make room for a new connection. */
+    void evict() {
+        evicted = true;
+        abort();
+    }
+
+    /** Called by the server's deadline task: closes the connection past a deadline. */
+    void enforceDeadline(long now, long limitNanos) {
+        if (evicted) return;
+        Phase p = phase;
+        String why = null;
+        if (p == Phase.HANDSHAKE && now - phaseSince > limitNanos) why = "no handshake";
+        else if (p == Phase.READING && now - phaseSince > limitNanos) why = "no whole request";
+        else {
+            long w = writingSince;
+            if (w != 0 && now - w > limitNanos) why = "replies not taken";
+        }
+        if (why == null) return;
+        log.info("connection {}: {} within {} ms; closing it", id, why, TimeUnit.NANOSECONDS.toMillis(limitNanos));
+        evicted = true;   // no longer counts against the limit
+        abort();
+    }
 
     /** The client broke the protocol in a way that leaves no choice but closing. */
     private static final class ProtocolViolation extends IOException {
@@ -85,7 +145,7 @@ final class NbdConnection implements Runnable {
                 transmission();
             }
         } catch (ProtocolViolation e) {
-            log.warn("connection {}: {}; closing it", id, e.getMessage());
+            log.warn("connection {}: {}; closing it", id, LogText.of(e.getMessage()));
         } catch (EOFException e) {
             log.debug("connection {}: client went away mid-message", id);
         } catch (IOException e) {
@@ -158,7 +218,7 @@ final class NbdConnection implements Runnable {
                 case OPT_EXPORT_NAME -> {
                     String name = new String(data, StandardCharsets.UTF_8);
                     NbdServer.Export e = server.export(name);
-                    if (e == null) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME for unknown export '" + name + "'");
+                    if (e == null) throw new ProtocolViolation("NBD_OPT_EXPORT_NAME for unknown export '" + LogText.of(name) + "'");
                     select(e);
                     ByteBuffer r = ByteBuffer.allocate(noZeroes ? 10 : 134);
                     r.putLong(e.device().size()).putShort((short) transmissionFlags(e));
@@ -209,6 +269,10 @@ final class NbdConnection implements Runnable {
             optionError(opt, REP_ERR_INVALID, "malformed export name");
             return false;
         }
+        if (name.indexOf('\0') >= 0) {
+            optionError(opt, REP_ERR_INVALID, "export name contains NUL");
+            return false;
+        }
         int n = d.getShort() & 0xffff;
         if (d.remaining() != 2 * n) {
             optionError(opt, REP_ERR_INVALID, "information request count does not match the option length");
@@ -250,8 +314,8 @@ final class NbdConnection implements Runnable {
             return;
         }
         String name = readString(d, 4);
-        if (name == null) {
-            optionError(opt, REP_ERR_INVALID, "malformed export name");
+        if (name == null || name.indexOf('\0') >= 0) {
+            optionError(opt, REP_ERR_INVALID, name == null ? "malformed export name" : "export name contains NUL");
             return;
         }
         long count = d.getInt() & 0xffffffffL;
@@ -301,7 +365,7 @@ final class NbdConnection implements Runnable {
         export = e;
         // Contexts set for another export do not carry over (the spec ties them to the name).
         blockStatus = structured && e.name().equals(metaExport);
-        log.debug("connection {}: export '{}' ({} bytes{}{})", id, e.name(), e.device().size(),
+        log.debug("connection {}: export '{}' ({} bytes{}{})", id, LogText.of(e.name()), e.device().size(),
                 e.readOnly() ? ", read-only" : "", structured ? ", structured replies" : "");
     }
 
@@ -321,7 +385,7 @@ final class NbdConnection implements Runnable {
     }
 
     private void optionError(int opt, int type, String message) throws IOException {
-        log.debug("connection {}: option {} refused: {}", id, opt, message);
+        log.debug("connection {}: option {} refused: {}", id, opt, LogText.of(message));
         optionReply(opt, type, truncate(message.getBytes(StandardCharsets.UTF_8), MAX_STRING));
     }
 
@@ -338,6 +402,7 @@ final class NbdConnection implements Runnable {
         try {
             while (true) {
                 header.clear();
+                enter(Phase.IDLE);
                 if (!readHeader(header)) {
                     log.debug("connection {}: client closed without NBD_CMD_DISC", id);
                     break;
@@ -356,6 +421,9 @@ final class NbdConnection implements Runnable {
                     log.debug("connection {}: client disconnects", id);
                     break;
                 }
+                lastActive = System.nanoTime();
+                // Held back (no deadline of ours) while the client has its share in flight.
+                enter(Phase.HELD);
                 slots.acquireUninterruptibly();
                 boolean queued = false;
                 try {
@@ -391,6 +459,15 @@ final class NbdConnection implements Runnable {
         } else if ((flags & CMD_FLAG_DF) != 0 && !structured) {
             err = EINVAL;
             why = "NBD_CMD_FLAG_DF without structured replies";
+        } else if ((flags & CMD_FLAG_DF) != 0 && type != CMD_READ) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_DF is only for NBD_CMD_READ";
+        } else if ((flags & CMD_FLAG_NO_HOLE) != 0 && type != CMD_WRITE_ZEROES) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_NO_HOLE is only for NBD_CMD_WRITE_ZEROES";
+        } else if ((flags & CMD_FLAG_REQ_ONE) != 0 && type != CMD_BLOCK_STATUS) {
+            err = EINVAL;
+            why = "NBD_CMD_FLAG_REQ_ONE is only for NBD_CMD_BLOCK_STATUS";
         } else if ((type == CMD_READ || type == CMD_WRITE) && length > max) {
             err = EOVERFLOW;
             why = "length " + length + " exceeds the maximum payload of " + max;
@@ -399,11 +476,18 @@ final class NbdConnection implements Runnable {
                 case CMD_READ, CMD_CACHE -> {
                     if (!inRange) { err = EINVAL; why = range(offset, length, size); }
                 }
-                case CMD_WRITE, CMD_TRIM, CMD_WRITE_ZEROES -> {
+                case CMD_WRITE, CMD_WRITE_ZEROES -> {
                     if (export.readOnly()) { err = EPERM; why = "export is read-only"; }
                     else if (!inRange) { err = ENOSPC; why = range(offset, length, size); }
                 }
-                case CMD_FLUSH -> { }
+                // The spec: ENOSPC for writes past the end, EINVAL for reads and trims.
+                case CMD_TRIM -> {
+                    if (export.readOnly()) { err = EPERM; why = "export is read-only"; }
+                    else if (!inRange) { err = EINVAL; why = range(offset, length, size); }
+                }
+                case CMD_FLUSH -> {
+                    if (offset != 0 || length != 0) { err = EINVAL; why = "NBD_CMD_FLUSH takes offset and length 0"; }
+                }
                 case CMD_BLOCK_STATUS -> {
                     if (!blockStatus) { err = EINVAL; why = "no metadata context was negotiated"; }
                     else if (length == 0 || !inRange) { err = EINVAL; why = range(offset, length, size); }
@@ -411,30 +495,47 @@ final class NbdConnection implements Runnable {
                 default -> { err = EINVAL; why = "unknown command " + type; }
             }
         }
+        int held = err == 0 && (type == CMD_READ || type == CMD_WRITE) ? (int) length : 0;
+        if (held > 0) {
+            bytes.acquireUninterruptibly(held);
+            // The daemon-wide budget is taken before any buffer exists; past the client
+            // timeout without it the request fails with ENOMEM and the stream stays in sync.
+            if (!server.acquireMemory(held, server.options.clientTimeout.toNanos())) {
+                bytes.release(held);
+                held = 0;
+                err = ENOMEM;
+                why = "request payload memory of the server is exhausted; try again";
+            }
+        }
         if (err != 0) {
-            log.debug("connection {}: {} rejected: {}", id, commandName(type), why);
-            if (type == CMD_WRITE) drain(length); // keep the stream in sync
+            log.debug("connection {}: {} rejected: {}", id, commandName(type), LogText.of(why));
+            if (type == CMD_WRITE) {
+                enter(Phase.READING);
+                drain(length); // keep the stream in sync
+            }
             replies.add(new Reply(errorReply(type, cookie, err, why), 0));
             return;
         }
-        int held = type == CMD_READ || type == CMD_WRITE ? (int) length : 0;
-        bytes.acquireUninterruptibly(held);
         ByteBuffer payload = null;
+        int allocated = 0;
         try {
             if (type == CMD_WRITE) {
-                payload = ByteBuffer.allocate(held);
+                enter(Phase.READING);
+                payload = server.allocatePayload(held);
+                allocated = held;
                 readFully(payload);
                 payload.flip();
             }
         } catch (IOException | RuntimeException e) {
             bytes.release(held);
+            server.releaseMemory(held, allocated);
             throw e;
         }
         Request r = new Request(type, flags, cookie, offset, length, payload, held);
         try {
             server.workers.execute(() -> execute(r));
         } catch (RejectedExecutionException e) {
-            replies.add(new Reply(errorReply(type, cookie, ESHUTDOWN, "server is shutting down"), held));
+            replies.add(new Reply(errorReply(type, cookie, ESHUTDOWN, "server is shutting down"), held, allocated));
         }
     }
 
@@ -444,6 +545,8 @@ final class NbdConnection implements Runnable {
 
     /** Runs on a worker: the device call, then the reply goes to the writer. */
     private void execute(Request r) {
+        // The write's payload, or the read's data buffer (allocated in perform), counts until the reply is sent.
+        int allocated = r.type() == CMD_READ || r.type() == CMD_WRITE ? r.bytesHeld() : 0;
         ByteBuffer[] reply;
         try {
             reply = perform(r);
@@ -454,7 +557,7 @@ final class NbdConnection implements Runnable {
             log.warn("connection {}: {} at {} (+{}) failed", id, commandName(r.type()), r.offset(), r.length(), e);
             reply = errorReply(r.type(), r.cookie(), EIO, String.valueOf(e));
         }
-        replies.add(new Reply(reply, r.bytesHeld()));
+        replies.add(new Reply(reply, r.bytesHeld(), allocated));
     }
 
     private ByteBuffer[] perform(Request r) throws IOException {
@@ -462,14 +565,24 @@ final class NbdConnection implements Runnable {
         boolean fua = (r.flags() & CMD_FLAG_FUA) != 0;
         switch (r.type()) {
             case CMD_READ -> {
-                ByteBuffer data = ByteBuffer.allocate((int) r.length());
-                dev.read(r.offset(), data);
+                ByteBuffer data = server.allocatePayload((int) r.length());
+                for (int pos = 0; pos < data.capacity(); pos += NbdServer.IO_SLICE) {
+                    dev.read(r.offset() + pos, data.limit(Math.min(data.capacity(), pos + NbdServer.IO_SLICE)));
+                }
                 data.flip();
                 server.bytesRead.add(r.length());
                 return readReply(r.cookie(), r.offset(), data);
             }
             case CMD_WRITE -> {
-                dev.write(r.offset(), r.payload());
+                // In slices: a heap buffer handed to a FileChannel is copied into a per-thread
+                // direct buffer of its size, which the JDK may keep for the thread.
+                ByteBuffer p = r.payload();
+                int end = p.limit();
+                for (int pos = p.position(); pos < end; pos = p.position()) {
+                    p.limit(Math.min(end, pos + NbdServer.IO_SLICE));
+                    dev.write(r.offset() + pos, p);
+                    p.position(p.limit());   // a device consumes the slice
+                }
                 server.bytesWritten.add(r.length());
                 if (fua) dev.flush();
             }
@@ -546,6 +659,8 @@ final class NbdConnection implements Runnable {
                 }
             } finally {
                 bytes.release(r.bytesHeld());
+                server.releaseMemory(r.bytesHeld(), r.allocated());
+                lastActive = System.nanoTime();
                 slots.release();
             }
         }
@@ -553,27 +668,53 @@ final class NbdConnection implements Runnable {
 
     // ---------------------------------------------------------------- raw I/O
 
+    /** Writes in slices of at most {@link NbdServer#IO_SLICE}; the deadline task cuts a write that makes no progress. */
     private void writeFully(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) ch.write(b);
+        writingSince = System.nanoTime();
+        try {
+            while (b.hasRemaining()) {
+                int n;
+                if (b.remaining() <= NbdServer.IO_SLICE) {
+                    n = ch.write(b);
+                } else {
+                    ByteBuffer s = b.duplicate();
+                    s.limit(b.position() + NbdServer.IO_SLICE);
+                    n = ch.write(s);
+                    b.position(b.position() + n);
+                }
+                if (n > 0) writingSince = System.nanoTime();
+            }
+        } finally {
+            writingSince = 0;
+        }
     }
 
     private void writeFully(ByteBuffer[] bs) throws IOException {
         for (ByteBuffer b : bs) writeFully(b);
     }
 
+    /** Reads in slices of at most {@link NbdServer#IO_SLICE} (the JDK's temporary direct copy is as big as the read). */
     private void readFully(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            if (ch.read(b) < 0) throw new EOFException();
+        int end = b.limit();
+        try {
+            while (b.position() < end) {
+                b.limit(Math.min(end, b.position() + NbdServer.IO_SLICE));
+                if (ch.read(b) < 0) throw new EOFException();
+            }
+        } finally {
+            b.limit(end);
         }
     }
 
     /** Reads a request header; false on a clean end of stream before its first byte. */
     private boolean readHeader(ByteBuffer b) throws IOException {
         while (b.hasRemaining()) {
-            if (ch.read(b) < 0) {
+            int n = ch.read(b);
+            if (n < 0) {
                 if (b.position() == 0) return false;
                 throw new EOFException();
             }
+            if (n > 0 && phase != Phase.READING) enter(Phase.READING);   // the request's deadline starts
         }
         return true;
     }

@@ -9,6 +9,7 @@ import java.io.IOException;
 import java.net.InetSocketAddress;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.ServerSocketChannel;
 import java.nio.channels.SocketChannel;
@@ -28,6 +29,9 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.ScheduledThreadPoolExecutor;
+import java.util.concurrent.Semaphore;
 import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -65,6 +69,8 @@ public final class NbdServer implements Closeable {
         Duration closeTimeout = Duration.ofSeconds(30);
         int maxConnections = 256;
         boolean anyTcpAddress;
+        Duration clientTimeout = DEFAULT_CLIENT_TIMEOUT;
+        long maxRequestMemory = defaultRequestMemory();
 
         /** Every export read-only. */
         public Options readOnly(boolean v) { readOnly = v; return this; }
@@ -90,8 +96,32 @@ public final class NbdServer implements Closeable {
             this.maximumPayload = maximumPayload;
             return this;
         }
-        /** Connections served at once on the listeners; more are closed right after accept. */
+        /**
+         * Connections served at once. At the limit a new connection makes room by closing the
+         * one still in its handshake, or else the one idle the longest (nothing in flight);
+         * only when every connection is busy is the new one closed right after accept.
+         */
         public Options maxConnections(int n) { maxConnections = positive(n, "maxConnections"); return this; }
+        /**
+         * Deadline for a client: the whole handshake, a request once its first byte arrived
+         * (header, then payload), and a reply the client does not take (no progress). Past it
+         * the connection is closed. Idle connections between requests have no deadline.
+         */
+        public Options clientTimeout(Duration d) {
+            if (d.isNegative() || d.isZero()) throw new IllegalArgumentException("client timeout must be positive, got " + d);
+            clientTimeout = d;
+            return this;
+        }
+        /**
+         * Request payload bytes (write data received, read data to send) held in memory by all
+         * connections together. A request past the budget waits up to the client timeout, then
+         * fails with ENOMEM. At least the maximum payload.
+         */
+        public Options maxRequestMemory(long bytes) {
+            if (bytes <= 0) throw new IllegalArgumentException("maxRequestMemory must be positive, got " + bytes);
+            maxRequestMemory = bytes;
+            return this;
+        }
         /** Allow TCP listeners on non-loopback addresses (NBD has no authentication: the operator's choice). */
         public Options anyTcpAddress(boolean v) { anyTcpAddress = v; return this; }
         /** How long {@link NbdServer#close()} waits for connections to finish before cutting them. */
@@ -102,6 +132,17 @@ public final class NbdServer implements Closeable {
             return n;
         }
     }
+
+    /** Default of {@link Options#clientTimeout}. */
+    public static final Duration DEFAULT_CLIENT_TIMEOUT = Duration.ofSeconds(10);
+
+    /** A quarter of the heap, at least 64 MiB: the default of {@link Options#maxRequestMemory}. */
+    public static long defaultRequestMemory() {
+        return Math.max(64L << 20, Runtime.getRuntime().maxMemory() / 4);
+    }
+
+    /** Largest slice of a payload handed to one socket or device call (keeps the JDK's per-thread direct copies small). */
+    static final int IO_SLICE = 1 << 20;
 
     /** One served device with what the handshake tells about it. */
     record Export(String name, BlockDevice device, boolean readOnly, String description) {}
@@ -118,6 +159,12 @@ public final class NbdServer implements Closeable {
     final LongAdder bytesRead = new LongAdder();
     final LongAdder bytesWritten = new LongAdder();
     private volatile boolean closing;
+    /** The daemon-wide payload budget, in KiB (a Semaphore counts ints). */
+    private final Semaphore memory;
+    private final AtomicLong payloadBytes = new AtomicLong();
+    private final AtomicLong peakPayloadBytes = new AtomicLong();
+    private final LongAdder memoryRefusals = new LongAdder();
+    private final ScheduledExecutorService deadlines;
 
     public NbdServer(Map<String, BlockDevice> devices, Options options) {
         if (devices.isEmpty()) throw new IllegalArgumentException("no exports to serve");
@@ -126,12 +173,18 @@ public final class NbdServer implements Closeable {
             throw new IllegalArgumentException("maxInFlightBytes " + options.maxInFlightBytes
                     + " is below the maximum payload " + options.maximumPayload);
         }
+        if (options.maxRequestMemory < options.maximumPayload) {
+            throw new IllegalArgumentException("maxRequestMemory " + options.maxRequestMemory
+                    + " is below the maximum payload " + options.maximumPayload);
+        }
+        this.memory = new Semaphore((int) Math.min(Integer.MAX_VALUE, options.maxRequestMemory >> 10), true);
         Map<String, Export> m = new TreeMap<>();
         for (Map.Entry<String, BlockDevice> e : devices.entrySet()) {
             String name = Objects.requireNonNull(e.getKey(), "export name");
             if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING) {
                 throw new IllegalArgumentException("export name longer than 4096 bytes");
             }
+            if (name.indexOf('\0') >= 0) throw new IllegalArgumentException("export name contains NUL");
             boolean ro = options.readOnly || options.readOnlyExports.contains(name);
             m.put(name, new Export(name, Objects.requireNonNull(e.getValue(), "device of " + name), ro,
                     options.descriptions.get(name)));
@@ -147,7 +200,58 @@ public final class NbdServer implements Closeable {
                 });
         pool.allowCoreThreadTimeOut(true);   // idle workers go away
         this.workers = pool;
+        ScheduledThreadPoolExecutor d = new ScheduledThreadPoolExecutor(1, r -> {
+            Thread t = new Thread(r, "nbd-deadlines");
+            t.setDaemon(true);
+            return t;
+        });
+        long tick = Math.max(10, Math.min(1000, options.clientTimeout.toMillis() / 8));
+        long limit = options.clientTimeout.toNanos();
+        d.scheduleWithFixedDelay(() -> {
+            long now = System.nanoTime();
+            for (NbdConnection c : connections) c.enforceDeadline(now, limit);
+        }, tick, tick, TimeUnit.MILLISECONDS);
+        this.deadlines = d;
     }
+
+    private static int kib(long bytes) { return (int) ((bytes + 1023) >> 10); }
+
+    /**
+     * Takes {@code bytes} of the daemon-wide payload budget, waiting up to {@code nanos};
+     * false if the budget stayed exhausted. Taken before a payload buffer is allocated.
+     */
+    boolean acquireMemory(long bytes, long nanos) {
+        if (bytes == 0) return true;
+        try {
+            if (memory.tryAcquire(kib(bytes), nanos, TimeUnit.NANOSECONDS)) return true;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        memoryRefusals.increment();
+        return false;
+    }
+
+    /** A payload buffer of {@code n} bytes, whose budget the caller holds. */
+    ByteBuffer allocatePayload(int n) {
+        long now = payloadBytes.addAndGet(n);
+        peakPayloadBytes.accumulateAndGet(now, Math::max);
+        return ByteBuffer.allocate(n);
+    }
+
+    /** Gives back budget taken by {@link #acquireMemory}; {@code allocated} of it became a buffer that is now dropped. */
+    void releaseMemory(long bytes, long allocated) {
+        if (allocated > 0) payloadBytes.addAndGet(-allocated);
+        if (bytes > 0) memory.release(kib(bytes));
+    }
+
+    /** Payload bytes allocated for requests in flight now. */
+    public long payloadBytesHeld() { return payloadBytes.get(); }
+
+    /** The most payload bytes ever held at once (never above the budget). */
+    public long peakPayloadBytes() { return peakPayloadBytes.get(); }
+
+    /** Requests refused with ENOMEM because the payload budget stayed exhausted for the client timeout. */
+    public long memoryRefusals() { return memoryRefusals.sum(); }
 
     /** A server for one device as the default export. */
     public NbdServer(BlockDevice device, Options options) {
@@ -259,9 +363,9 @@ public final class NbdServer implements Closeable {
                 closeQuietly(ch);
                 break;
             }
-            // Each connection costs two threads; past the limit a client is turned away.
-            if (openConnections.get() >= options.maxConnections) {
-                log.warn("refusing a connection on {}: {} already open", where, options.maxConnections);
+            // Each connection costs two threads; past the limit an idle one makes room, or the newcomer is turned away.
+            if (!makeRoom()) {
+                log.warn("refusing a connection on {}: {} open, all busy", where, options.maxConnections);
                 closeQuietly(ch);
                 continue;
             }
@@ -277,6 +381,25 @@ public final class NbdServer implements Closeable {
         connections.add(c);
         openConnections.incrementAndGet();
         return c;
+    }
+
+    /**
+     * True if a new connection may be served: below the limit, or after closing a
+     * connection still in its handshake, else the one idle the longest.
+     */
+    private boolean makeRoom() {
+        long served = connections.stream().filter(c -> !c.isEvicted()).count();
+        if (served < options.maxConnections) return true;
+        NbdConnection victim = connections.stream().filter(NbdConnection::isEvictable)
+                .min(java.util.Comparator.comparing((NbdConnection c) -> !c.inHandshake())
+                        .thenComparingLong(NbdConnection::lastActive))
+                .orElse(null);
+        if (victim == null) return false;
+        log.info("connection limit ({}) reached: closing connection {} ({} for {} ms) to make room",
+                options.maxConnections, victim.id, victim.inHandshake() ? "in handshake" : "idle",
+                TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - victim.lastActive()));
+        victim.evict();
+        return true;
     }
 
     void connectionEnded(NbdConnection c) {
@@ -327,6 +450,7 @@ public final class NbdServer implements Closeable {
             }
         }
         for (NbdConnection c : connections) c.awaitEnd(TimeUnit.SECONDS.toNanos(5));
+        deadlines.shutdown();
         workers.shutdown();
         try {
             if (!workers.awaitTermination(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {

@@ -21,6 +21,7 @@ import java.io.InputStream;
 import java.io.OutputStream;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
+import java.nio.ByteBuffer;
 import java.nio.channels.Channels;
 import java.nio.channels.SocketChannel;
 import java.nio.file.Files;
@@ -263,6 +264,150 @@ class ControlServerTest {
         assertTrue(r.output().contains("uid 65534 is not allowed"), r.output());
         // The same request from root (this process) is served.
         assertEquals(Response.Code.OK, call(sock, Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build()).getCode());
+    }
+
+    private static Request status() {
+        return Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build();
+    }
+
+    private static SocketChannel connectRaw(Path sock) throws Exception {
+        SocketChannel c = SocketChannel.open(StandardProtocolFamily.UNIX);
+        c.connect(UnixDomainSocketAddress.of(sock));
+        return c;
+    }
+
+    private void waitForClients(int n) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (server.clientCount() != n) {
+            if (System.nanoTime() > end) fail("server has " + server.clientCount() + " clients, not " + n);
+            Thread.sleep(5);
+        }
+    }
+
+    @Test
+    void silentClientsCannotLockBowctlOut() throws Exception {
+        Path sock = start(engine(), ControlServer.defaultPolicy(Set.of()));   // default limit and timeout
+        List<SocketChannel> silent = new java.util.ArrayList<>();
+        try {
+            for (int i = 0; i < ControlServer.MAX_CLIENTS - 1; i++) silent.add(connectRaw(sock));
+            SocketChannel lengthOnly = connectRaw(sock);
+            silent.add(lengthOnly);
+            lengthOnly.write(java.nio.ByteBuffer.wrap(new byte[] {100}));   // a length, no body
+            waitForClients(ControlServer.MAX_CLIENTS);
+            // Every slot is held by a client that sent no whole request: the oldest makes room.
+            for (int i = 0; i < 3; i++) assertEquals(Response.Code.OK, call(sock, status()).getCode());
+            assertTrue(server.clientCount() <= ControlServer.MAX_CLIENTS + 1, "cut clients go away: " + server.clientCount());
+            // The first silent client was cut: it sees the end of the stream.
+            ByteBuffer one = ByteBuffer.allocate(1);
+            assertEquals(-1, silent.get(0).read(one));
+        } finally {
+            for (SocketChannel c : silent) c.close();
+        }
+    }
+
+    @Test
+    void aClientBusyInTheEngineIsNotCutToMakeRoom() throws Exception {
+        bow.blockdev.testing.GateDevice dev = new bow.blockdev.testing.GateDevice(new MemoryBlockDevice(256 * 4096));
+        BowEngine eng = BowEngine.open(dev, "mem", 4096);
+        eng.discard(4096, 128 * 4096);
+        eng.startCheckpoint();
+        server = new ControlServer(eng, () -> 0, uid -> true, shutdown::countDown, java.time.Duration.ofSeconds(10), 1);
+        Path sock = dir.resolve("run/control.sock");
+        server.listen(sock);
+        bow.blockdev.testing.GateDevice.Gate gate = dev.arm(bow.blockdev.testing.GateDevice.Op.WRITE, (o, l) -> true);
+        bow.blockdev.testing.GateDevice.Request busy = bow.blockdev.testing.GateDevice.start("busy", () -> {
+            Response r = call(sock, Request.newBuilder().setCommit(CommitRequest.getDefaultInstance()).build());
+            assertEquals(Response.Code.OK, r.getCode(), r.getMessage());
+        });
+        assertTrue(gate.awaitArrived(java.time.Duration.ofSeconds(10)));
+        // The one slot is busy in the engine: a newcomer is turned away, the busy one is kept.
+        Response r = call(sock, status());
+        assertEquals(Response.Code.ERROR, r.getCode());
+        assertEquals("too many control clients", r.getMessage());
+        gate.release();
+        busy.join(java.time.Duration.ofSeconds(10));
+    }
+
+    @Test
+    void aRequestMustArriveWithinTheTimeout() throws Exception {
+        server = new ControlServer(engine(), () -> 0, uid -> true, shutdown::countDown, java.time.Duration.ofMillis(200), 64);
+        Path sock = dir.resolve("run/control.sock");
+        server.listen(sock);
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(10), () -> {
+            try (SocketChannel lengthOnly = connectRaw(sock); SocketChannel silent = connectRaw(sock)) {
+                lengthOnly.write(ByteBuffer.wrap(new byte[] {100, 10}));   // 1 of 100 bytes, then nothing
+                Response r = Framing.read(Channels.newInputStream(lengthOnly), Response.parser());
+                assertEquals(Response.Code.BAD_REQUEST, r.getCode());
+                assertTrue(r.getMessage().contains("no whole request within 200 ms"), r.getMessage());
+                assertEquals(-1, Channels.newInputStream(lengthOnly).read());
+                assertEquals(-1, silent.read(ByteBuffer.allocate(1)), "a silent client is cut too");
+            }
+            waitForClients(0);
+        });
+        assertEquals(Response.Code.OK, call(sock, status()).getCode());
+    }
+
+    @Test
+    void closeLetsACommitInsideDeviceIoFinishWithoutInterrupting() throws Exception {
+        Path img = dir.resolve("dev.img");
+        bow.blockdev.FileBlockDevice.createSparse(img, 256 * 4096);
+        bow.blockdev.FileBlockDevice file = bow.blockdev.FileBlockDevice.open(img, false);
+        try {
+            bow.blockdev.testing.GateDevice dev = new bow.blockdev.testing.GateDevice(file);
+            BowEngine eng = BowEngine.open(dev, "file", 4096);
+            eng.discard(4096, 128 * 4096);
+            eng.startCheckpoint();
+            eng.write(8192, ByteBuffer.wrap(new byte[4096]));
+            Path sock = start(eng, uid -> true);
+            bow.blockdev.testing.GateDevice.Gate gate = dev.arm(bow.blockdev.testing.GateDevice.Op.WRITE, (o, l) -> true);
+            Response[] answer = new Response[1];
+            bow.blockdev.testing.GateDevice.Request commit = bow.blockdev.testing.GateDevice.start("commit",
+                    () -> answer[0] = call(sock, Request.newBuilder().setCommit(CommitRequest.getDefaultInstance()).build()));
+            assertTrue(gate.awaitArrived(java.time.Duration.ofSeconds(10)), "commit reached the device");
+            bow.blockdev.testing.GateDevice.Request closing = bow.blockdev.testing.GateDevice.start("close", server::close);
+            waitFor(() -> !Files.exists(sock));   // close has stopped accepting...
+            assertFalse(closing.isDone(), "...and waits for the commit inside device I/O");
+            gate.release();
+            closing.join(java.time.Duration.ofSeconds(30));
+            commit.join(java.time.Duration.ofSeconds(30));
+            assertEquals(Response.Code.OK, answer[0].getCode(), answer[0].getMessage());
+            assertEquals("2 COMMITTED", eng.status().state());
+            // The device's channel was not closed by an interrupt: it still works for everyone.
+            file.write(0, ByteBuffer.wrap(new byte[512]));
+            file.read(0, ByteBuffer.allocate(512));
+            file.flush();
+        } finally {
+            file.close();
+        }
+    }
+
+    @Test
+    void shutdownIsAnsweredBeforeTheServerCloses() throws Exception {
+        for (int i = 0; i < 20; i++) {
+            ControlServer[] self = new ControlServer[1];
+            // Like the daemon: the shutdown closes this very server at once.
+            self[0] = server = new ControlServer(engine(), () -> 0, uid -> true, () -> {
+                try {
+                    self[0].close();
+                } catch (java.io.IOException e) {
+                    throw new java.io.UncheckedIOException(e);
+                }
+            });
+            Path sock = dir.resolve("run/control" + i + ".sock");
+            server.listen(sock);
+            Response r = call(sock, Request.newBuilder().setShutdown(ShutdownRequest.getDefaultInstance()).build());
+            assertEquals(Response.Code.OK, r.getCode());
+            assertEquals("shutting down", r.getMessage());
+            waitFor(() -> !Files.exists(sock));
+        }
+    }
+
+    private static void waitFor(java.util.function.BooleanSupplier cond) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        while (!cond.getAsBoolean()) {
+            if (System.nanoTime() > end) fail("condition not reached");
+            Thread.sleep(5);
+        }
     }
 
     private static Response rawExchange(Path sock, byte[] bytes) throws Exception {

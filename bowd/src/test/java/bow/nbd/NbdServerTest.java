@@ -255,7 +255,7 @@ class NbdServerTest {
                 assertEquals(EINVAL, c.call(0, CMD_READ, SIZE - 512, 1024, null).error());
                 assertEquals(EINVAL, c.call(0, CMD_READ, -4096L, 512, null).error(), "offset beyond 2^63");
                 assertEquals(ENOSPC, c.call(0, CMD_WRITE, SIZE - 512, 1024, pattern(1024, 4)).error());
-                assertEquals(ENOSPC, c.call(0, CMD_TRIM, SIZE, 512, null).error());
+                assertEquals(EINVAL, c.call(0, CMD_TRIM, SIZE, 512, null).error(), "trim past the end is EINVAL (spec)");
                 assertEquals(ENOSPC, c.call(0, CMD_WRITE_ZEROES, SIZE - 1, 2, null).error());
                 assertEquals(EINVAL, c.call(0, CMD_CACHE, SIZE, 1, null).error());
                 assertEquals(EOVERFLOW, c.call(0, CMD_READ, 0, (32 << 20) + 1, null).error());
@@ -277,6 +277,45 @@ class NbdServerTest {
                 assertArrayEquals(d, NbdTestClient.readData(c.call(0, CMD_READ, 0, 512, null)));
             }
             server.close();
+        }
+    }
+
+    @Test
+    void flagsOnlyWhereTheSpecAllowsThemAndFlushTakesNoRange() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.open(sock, "", true)) {
+            byte[] d = pattern(512, 40);
+            assertEquals(EINVAL, c.call(CMD_FLAG_NO_HOLE, CMD_WRITE, 0, 512, d).error(), "NO_HOLE on WRITE");
+            assertEquals(EINVAL, c.call(CMD_FLAG_REQ_ONE, CMD_READ, 0, 512, null).error(), "REQ_ONE on READ");
+            assertEquals(EINVAL, c.call(CMD_FLAG_DF, CMD_WRITE, 0, 512, d).error(), "DF on WRITE");
+            assertEquals(EINVAL, c.call(CMD_FLAG_DF, CMD_TRIM, 0, 512, null).error(), "DF on TRIM");
+            assertEquals(EINVAL, c.call(0, CMD_FLUSH, 4096, 0, null).error(), "FLUSH with an offset");
+            assertEquals(EINVAL, c.call(0, CMD_FLUSH, 0, 512, null).error(), "FLUSH with a length");
+            assertArrayEquals(new byte[512], Arrays.copyOf(dev.snapshot(), 512), "refused writes changed nothing");
+            // The same flags where they belong, and FUA anywhere, still work; the stream stayed in sync.
+            assertEquals(0, c.call(CMD_FLAG_FUA, CMD_WRITE, 0, 512, d).error());
+            assertEquals(0, c.call(CMD_FLAG_NO_HOLE | CMD_FLAG_FUA, CMD_WRITE_ZEROES, 512, 512, null).error());
+            assertEquals(512, NbdTestClient.readData(c.call(CMD_FLAG_DF, CMD_READ, 0, 512, null)).length);
+            assertEquals(0, c.call(CMD_FLAG_FUA, CMD_FLUSH, 0, 0, null).error());
+            assertArrayEquals(d, Arrays.copyOf(dev.snapshot(), 512));
+        }
+    }
+
+    @Test
+    void anExportNameWithNulIsInvalidNotUnknown() throws Exception {
+        start(new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.connect(sock)) {
+            c.greet(FLAG_C_FIXED_NEWSTYLE);
+            c.sendOption(OPT_GO, NbdTestClient.infoRequest("a\0b"));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.sendOption(OPT_INFO, NbdTestClient.infoRequest("\0"));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.sendOption(OPT_STRUCTURED_REPLY, new byte[0]);
+            assertEquals(REP_ACK, c.readOptionReply().type());
+            c.sendOption(OPT_LIST_META_CONTEXT, NbdTestClient.metaRequest("x\0", BASE_ALLOCATION));
+            assertEquals(REP_ERR_INVALID, c.readOptionReply().type());
+            c.go("");   // still in sync
+            assertEquals(SIZE, c.exportSize);
         }
     }
 
@@ -516,13 +555,216 @@ class NbdServerTest {
     }
 
     @Test
-    void connectionsBeyondTheLimitAreTurnedAway() throws Exception {
-        start(new NbdServer.Options().maxConnections(1));
-        try (NbdTestClient first = NbdTestClient.open(sock, "", false);
-             NbdTestClient second = NbdTestClient.connect(sock)) {
-            assertTrue(second.serverClosed());
-            assertEquals(0, first.call(0, CMD_FLUSH, 0, 0, null).error());
+    void atTheLimitAConnectionInHandshakeThenTheLongestIdleMakesRoom() throws Exception {
+        start(new NbdServer.Options().maxConnections(2));
+        try (NbdTestClient older = NbdTestClient.open(sock, "", false);
+             NbdTestClient newer = NbdTestClient.open(sock, "", false)) {
+            assertEquals(0, newer.call(0, CMD_FLUSH, 0, 0, null).error());
+            waitFor(() -> server.openConnections() == 2);
+            // Full: the fresh client is served, the one idle the longest is closed for it.
+            try (NbdTestClient fresh = NbdTestClient.open(sock, "", false)) {
+                assertEquals(0, fresh.call(0, CMD_FLUSH, 0, 0, null).error());
+                assertTrue(older.serverClosed(), "the longest idle connection made room");
+                assertEquals(0, newer.call(0, CMD_FLUSH, 0, 0, null).error());
+            }
+            waitFor(() -> server.openConnections() == 1);
+            // Full again, with a connection still in its handshake: it goes before the idle one,
+            // although the idle one has been idle longer.
+            try (NbdTestClient handshaking = NbdTestClient.connect(sock)) {
+                handshaking.read(18);   // greeting only
+                waitFor(() -> server.openConnections() == 2);
+                try (NbdTestClient third = NbdTestClient.open(sock, "", false)) {
+                    assertTrue(handshaking.serverClosed(), "the connection in handshake made room");
+                    assertEquals(0, third.call(0, CMD_FLUSH, 0, 0, null).error());
+                    assertEquals(0, newer.call(0, CMD_FLUSH, 0, 0, null).error());
+                }
+            }
         }
+    }
+
+    @Test
+    void atTheLimitABusyConnectionIsKeptAndTheNewcomerTurnedAway() throws Exception {
+        GatedDevice dev = new GatedDevice(new byte[65536]);
+        start(Map.of("", dev), new NbdServer.Options().maxConnections(1));
+        try (NbdTestClient busy = NbdTestClient.open(sock, "", false)) {
+            busy.request(0, CMD_READ, 5, 0, 4096, null);
+            dev.waiting.await();
+            try (NbdTestClient second = NbdTestClient.connect(sock)) {
+                assertTrue(second.serverClosed());
+            }
+            dev.gate.countDown();
+            assertEquals(5, busy.readReply(k -> 4096).cookie());
+        }
+    }
+
+    @Test
+    void silentSocketsCannotLockARealClientOut() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options());   // default limit (256) and timeout (10 s)
+        List<java.nio.channels.SocketChannel> silent = new ArrayList<>();
+        List<NbdTestClient> stalled = new ArrayList<>();
+        try {
+            for (int i = 0; i < 128; i++) {
+                java.nio.channels.SocketChannel c = java.nio.channels.SocketChannel.open(java.net.StandardProtocolFamily.UNIX);
+                c.connect(java.net.UnixDomainSocketAddress.of(sock));
+                silent.add(c);
+            }
+            // The other half complete the handshake and send the first bytes of a request, then nothing.
+            for (int i = 0; i < 128; i++) {
+                NbdTestClient c = NbdTestClient.open(sock, "", false);
+                stalled.add(c);
+                c.write(ByteBuffer.allocate(3).put(new byte[] {0x25, 0x60, (byte) 0x95}).flip());
+            }
+            waitFor(() -> server.openConnections() == 256);
+            try (NbdTestClient real = NbdTestClient.open(sock, "", true)) {
+                byte[] d = pattern(4096, 50);
+                assertEquals(0, real.call(0, CMD_WRITE, 0, 4096, d).error());
+                assertArrayEquals(d, Arrays.copyOf(dev.snapshot(), 4096));
+            }
+            // Again and again: every newcomer finds room.
+            for (int i = 0; i < 200; i++) {
+                try (NbdTestClient real = NbdTestClient.open(sock, "", false)) {
+                    assertEquals(0, real.call(0, CMD_FLUSH, 0, 0, null).error());
+                }
+            }
+        } finally {
+            for (java.nio.channels.SocketChannel c : silent) c.close();
+            for (NbdTestClient c : stalled) c.close();
+        }
+    }
+
+    @Test
+    void handshakeAndRequestsHaveADeadlineButIdleConnectionsDoNot() throws Exception {
+        start(new NbdServer.Options().clientTimeout(java.time.Duration.ofMillis(200)));
+        assertTimeoutPreemptively(java.time.Duration.ofSeconds(10), () -> {
+            try (NbdTestClient idle = NbdTestClient.open(sock, "", false)) {
+                try (NbdTestClient mute = NbdTestClient.connect(sock)) {
+                    mute.read(18);
+                    assertTrue(mute.serverClosed(), "no handshake: closed");
+                }
+                try (NbdTestClient halfOption = NbdTestClient.connect(sock)) {
+                    halfOption.greet(FLAG_C_FIXED_NEWSTYLE);
+                    halfOption.write(ByteBuffer.allocate(8).putLong(IHAVEOPT).flip());
+                    assertTrue(halfOption.serverClosed(), "half an option: closed");
+                }
+                try (NbdTestClient halfHeader = NbdTestClient.open(sock, "", false)) {
+                    halfHeader.write(ByteBuffer.allocate(10).putInt(REQUEST_MAGIC).flip());
+                    assertTrue(halfHeader.serverClosed(), "half a request header: closed");
+                }
+                try (NbdTestClient noPayload = NbdTestClient.open(sock, "", false)) {
+                    noPayload.request(0, CMD_WRITE, 1, 0, 65536, new byte[100]);
+                    assertTrue(noPayload.serverClosed(), "a write without its payload: closed");
+                }
+                // Many timeouts later the idle connection still works: idleness has no deadline.
+                assertEquals(0, idle.call(0, CMD_FLUSH, 0, 0, null).error());
+            }
+        });
+    }
+
+    @Test
+    void aClientThatNeverTakesItsRepliesIsClosedAfterTheTimeout() throws Exception {
+        start(new NbdServer.Options().clientTimeout(java.time.Duration.ofMillis(300)));
+        try (NbdTestClient good = NbdTestClient.open(sock, "", false);
+             NbdTestClient greedy = NbdTestClient.open(sock, "", false)) {
+            for (int i = 0; i < 200; i++) greedy.request(0, CMD_READ, i, 0, 1 << 20, null);
+            waitFor(() -> server.openConnections() == 1);   // the greedy one is gone, without a close()
+            assertEquals(0, server.payloadBytesHeld(), "its replies' memory came back");
+            byte[] d = pattern(4096, 51);
+            assertEquals(0, good.call(0, CMD_WRITE, 0, 4096, d).error());
+            assertArrayEquals(d, NbdTestClient.readData(good.call(0, CMD_READ, 0, 4096, null)));
+        }
+    }
+
+    @Test
+    void aFloodOfLargeWriteHeadersStaysWithinTheMemoryBudget() throws Exception {
+        long budget = 64 << 20;
+        MemoryBlockDevice dev = new MemoryBlockDevice(64 << 20);
+        start(Map.of("", dev), new NbdServer.Options().maxRequestMemory(budget)
+                .clientTimeout(java.time.Duration.ofMillis(500)));
+        List<NbdTestClient> flood = new ArrayList<>();
+        try {
+            for (int i = 0; i < 200; i++) {
+                NbdTestClient c = NbdTestClient.open(sock, "", false);
+                flood.add(c);
+                c.request(0, CMD_WRITE, i, 0, 32 << 20, new byte[1]);   // a 32 MiB write header, 1 byte of it
+            }
+            // Each either held its share of the budget until its payload deadline, or waited for
+            // the budget, got ENOMEM and was closed while draining the payload that never came.
+            waitFor(() -> server.openConnections() == 0, 60);
+        } finally {
+            for (NbdTestClient c : flood) c.close();
+        }
+        assertTrue(server.peakPayloadBytes() > 0, "some writes got their buffer");
+        assertTrue(server.peakPayloadBytes() <= budget, "peak " + server.peakPayloadBytes() + " > budget " + budget);
+        assertTrue(server.memoryRefusals() > 0, "requests past the budget were refused");
+        assertEquals(0, server.payloadBytesHeld());
+        // Healthy afterwards: a normal client, a full-size write and read.
+        try (NbdTestClient c = NbdTestClient.open(sock, "", true)) {
+            byte[] big = pattern(32 << 20, 52);
+            assertEquals(0, c.call(0, CMD_WRITE, 0, big.length, big).error());
+            assertArrayEquals(big, NbdTestClient.readData(c.call(0, CMD_READ, 0, big.length, null)));
+        }
+        assertTrue(server.peakPayloadBytes() <= budget);
+    }
+
+    @Test
+    void aRequestPastTheBudgetGetsEnomemAndTheStreamStaysInSync() throws Exception {
+        GatedDevice dev = new GatedDevice(new byte[4 << 20]);
+        start(Map.of("", dev), new NbdServer.Options().blockSizes(512, 4096, 1 << 20).maxInFlightBytes(1 << 20)
+                .maxRequestMemory(1 << 20).clientTimeout(java.time.Duration.ofMillis(200)));
+        try (NbdTestClient holder = NbdTestClient.open(sock, "", false);
+             NbdTestClient other = NbdTestClient.open(sock, "", true)) {
+            holder.request(0, CMD_READ, 1, 0, 1 << 20, null);   // holds the whole budget in the gated device
+            dev.waiting.await();
+            NbdTestClient.Reply r = other.call(0, CMD_WRITE, 65536, 4096, pattern(4096, 53));
+            assertEquals(ENOMEM, r.error());
+            assertEquals(ENOMEM, other.call(0, CMD_READ, 65536, 4096, null).error());
+            assertEquals(0, other.call(0, CMD_FLUSH, 0, 0, null).error(), "no payload needed: served");
+            dev.gate.countDown();
+            assertEquals(1, holder.readReply(k -> 1 << 20).cookie());
+            byte[] d = pattern(4096, 54);
+            assertEquals(0, other.call(0, CMD_WRITE, 65536, 4096, d).error(), "the budget is back");
+            assertArrayEquals(d, NbdTestClient.readData(other.call(0, CMD_READ, 65536, 4096, null)));
+        }
+    }
+
+    @Test
+    void largePayloadsKeepTheJdksPerThreadDirectCopiesSmall() throws Exception {
+        Path img = dir.resolve("dev.img");
+        bow.blockdev.FileBlockDevice.createSparse(img, 64 << 20);
+        try (bow.blockdev.FileBlockDevice file = bow.blockdev.FileBlockDevice.open(img, false)) {
+            start(Map.of("", file), new NbdServer.Options());
+            long before = directBytes();
+            List<NbdTestClient> cs = new ArrayList<>();
+            try {
+                for (int i = 0; i < 4; i++) cs.add(NbdTestClient.open(sock, "", false));
+                byte[] big = pattern(32 << 20, 55);
+                for (NbdTestClient c : cs) {
+                    c.request(0, CMD_WRITE, 1, 0, big.length, big);
+                    c.request(0, CMD_WRITE, 2, 32 << 20, big.length, big);
+                }
+                for (NbdTestClient c : cs) {
+                    for (int k = 0; k < 2; k++) assertEquals(0, c.readReply(x -> 0).error());
+                }
+                for (NbdTestClient c : cs) {
+                    assertArrayEquals(big, NbdTestClient.readData(c.call(0, CMD_READ, 32 << 20, big.length, null)));
+                }
+            } finally {
+                for (NbdTestClient c : cs) c.close();
+            }
+            long grown = directBytes() - before;
+            System.out.printf("direct buffer pool grew by %.1f MiB for 8 x 32 MiB writes and 4 x 32 MiB reads%n", grown / 1048576.0);
+            // Sliced: at most 1 MiB per thread (about 21 threads here). Unsliced, every socket, worker and
+            // writer thread keeps a 32 MiB copy (about 670 MiB here).
+            assertTrue(grown <= 40 << 20, "direct buffers grew by " + grown + " bytes");
+        }
+    }
+
+    private static long directBytes() {
+        for (java.lang.management.BufferPoolMXBean b : java.lang.management.ManagementFactory.getPlatformMXBeans(
+                java.lang.management.BufferPoolMXBean.class)) {
+            if (b.getName().equals("direct")) return b.getMemoryUsed();
+        }
+        throw new AssertionError("no direct buffer pool");
     }
 
     @Test
@@ -571,7 +813,11 @@ class NbdServerTest {
 
     /** Polls a condition that the server reaches asynchronously (no timing assertion: 10 s is a hang guard). */
     private static void waitFor(java.util.function.BooleanSupplier cond) throws InterruptedException {
-        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+        waitFor(cond, 10);
+    }
+
+    private static void waitFor(java.util.function.BooleanSupplier cond, int seconds) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(seconds);
         while (!cond.getAsBoolean()) {
             if (System.nanoTime() > end) fail("condition not reached");
             Thread.sleep(5);

@@ -181,16 +181,25 @@ final class NbdTestClient implements Closeable {
         }
     }
 
+    // In 1 MiB slices, so that the client's own temporary direct buffers stay small too
+    // (a test measures the server's).
     ByteBuffer read(int n) throws IOException {
         ByteBuffer b = ByteBuffer.allocate(n);
         while (b.hasRemaining()) {
+            b.limit(Math.min(n, b.position() + (1 << 20)));
             if (ch.read(b) < 0) throw new EOFException("server closed after " + b.position() + " of " + n + " bytes");
+            b.limit(n);
         }
         return b.flip();
     }
 
     void write(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) ch.write(b);
+        int end = b.limit();
+        while (b.position() < end) {
+            b.limit(Math.min(end, b.position() + (1 << 20)));
+            ch.write(b);
+            b.limit(end);
+        }
     }
 
     @Override
