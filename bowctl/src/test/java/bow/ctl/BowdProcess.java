@@ -28,8 +28,13 @@ final class BowdProcess implements AutoCloseable {
     }
 
     static Process launch(Path dir, Path log, List<String> args) throws IOException {
+        return launch(dir, log, List.of(), args);
+    }
+
+    static Process launch(Path dir, Path log, List<String> jvmArgs, List<String> args) throws IOException {
         List<String> cmd = new ArrayList<>();
         cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
+        cmd.addAll(jvmArgs);
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
         cmd.add("bow.daemon.Bowd");
@@ -43,12 +48,17 @@ final class BowdProcess implements AutoCloseable {
 
     /** Starts bowd and waits (hang guard only) until its control socket answers. */
     static BowdProcess start(Path dir, String... args) throws Exception {
+        return start(dir, List.of(), args);
+    }
+
+    /** As {@link #start(Path, String...)}, with options for bowd's JVM (a heap limit, say). */
+    static BowdProcess start(Path dir, List<String> jvmArgs, String... args) throws Exception {
         Path control = dir.resolve("control.sock"), nbd = dir.resolve("nbd.sock");
         Files.deleteIfExists(control);
         Path log = Files.createTempFile(dir, "bowd", ".log");
         List<String> all = new ArrayList<>(List.of("--control", control.toString(), "--socket", nbd.toString()));
         all.addAll(List.of(args));
-        Process p = launch(dir, log, all);
+        Process p = launch(dir, log, jvmArgs, all);
         BowdProcess b = new BowdProcess(p, control, nbd, log);
         long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
         while (true) {
