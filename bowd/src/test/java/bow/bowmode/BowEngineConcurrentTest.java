@@ -72,7 +72,12 @@ class BowEngineConcurrentTest {
         final ConcurrentLinkedQueue<Flush> flushes = new ConcurrentLinkedQueue<>();
         final ConcurrentLinkedQueue<Throwable> unexpected = new ConcurrentLinkedQueue<>();
 
-        Run(long seed) throws IOException {
+        /** Set when a fault layer sits under the engine: EIO is then an expected answer. */
+        final bow.blockdev.testing.FaultDevice faults;
+
+        Run(long seed) throws IOException { this(seed, false); }
+
+        Run(long seed, boolean withFaults) throws IOException {
             this.seed = seed;
             Random r = new Random(seed);
             bs = r.nextBoolean() ? 512 : 4096;
@@ -81,7 +86,8 @@ class BowEngineConcurrentTest {
             start = new byte[size];
             r.nextBytes(start);
             disk = new PowerCutDevice(start);
-            eng = BowEngine.open(new JitterDevice(disk, 200), "concurrent", bs);
+            faults = withFaults ? new bow.blockdev.testing.FaultDevice(new JitterDevice(disk, 200)) : null;
+            eng = BowEngine.open(faults != null ? faults : new JitterDevice(disk, 200), "concurrent", bs);
             for (int i = 0; i < 20; i++) {
                 long off = 512L * r.nextInt(size / 512);
                 eng.discard(off, Math.min(size - off, 512L * (1 + r.nextInt(120))));
@@ -98,6 +104,8 @@ class BowEngineConcurrentTest {
         void failed(Throwable t) {
             if (dead()) return;
             if (t instanceof DeviceException d && d.errno() == Errno.ENOSPC) return;
+            if (faults != null && t instanceof DeviceException d && d.errno() == Errno.EIO) return;
+            if (faults != null && t instanceof OutOfMemoryError && String.valueOf(t.getMessage()).startsWith("injected")) return;
             unexpected.add(t);
         }
 
@@ -131,7 +139,7 @@ class BowEngineConcurrentTest {
                     op.ack = clock.incrementAndGet();
                 } catch (Throwable t) {
                     failed(t);
-                    if (!(t instanceof DeviceException d && d.errno() == Errno.ENOSPC)) return;
+                    if (dead()) return;
                 }
             }
         }
