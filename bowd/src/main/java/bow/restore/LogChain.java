@@ -91,7 +91,7 @@ public final class LogChain {
         } catch (LogCorruptException e) {
             String commit = interruptedCommit(dev);
             if (commit != null) {
-                throw new InterruptedCommitException(e.getMessage() + "; this is not corruption: " + commit
+                throw new InterruptedCommitException(e.getMessage() + "; this is not corruption but an interrupted commit: " + commit
                         + "; finish the commit with 'bowctl commit --device " + name + "'");
             }
             throw e;
@@ -135,9 +135,9 @@ public final class LogChain {
             }
         }
         if (matched == 0) return null;
-        return "an interrupted commit: " + matched + " of the sectors 1.." + lastEntrySector
-                + " of block 0 that hold log sequence " + h.sequence() + "'s entries (count " + count
-                + ") already hold the live block 0 (from sector " + s0 + "), first sector " + first;
+        return "block 0 still has log sequence " + h.sequence() + "'s header, but " + matched + " of its sectors 1.." + lastEntrySector
+                + " that hold the log's entries (count " + count + ") already hold the live block 0 (from sector " + s0
+                + "; first sector " + first + "), as only a commit writes them";
     }
 
     private static Summary walk(BlockDevice dev, String name, Visitor visitor, ProgressListener progress) throws IOException {

@@ -48,7 +48,7 @@ class CommitCrashTest {
                     try {
                         LogChain.verify(dev, "img", LogChain.Visitor.NONE, ProgressListener.NONE);
                     } catch (InterruptedCommitException e) {
-                        assertTrue(e.getMessage().contains("this is not corruption: an interrupted commit"), ctx + ": " + e.getMessage());
+                        assertTrue(e.getMessage().contains("this is not corruption but an interrupted commit"), ctx + ": " + e.getMessage());
                         assertNotNull(LogChain.interruptedCommit(dev), ctx);
                         interrupted++;
                     } catch (LogCorruptException e) {

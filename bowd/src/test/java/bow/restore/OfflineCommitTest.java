@@ -74,7 +74,7 @@ class OfflineCommitTest {
             return;
         }
         LogCorruptException e = assertThrows(InterruptedCommitException.class, () -> new Restore(dev, "img").run());
-        assertTrue(e.getMessage().contains("this is not corruption: an interrupted commit"), e.getMessage());
+        assertTrue(e.getMessage().contains("this is not corruption but an interrupted commit"), e.getMessage());
         assertTrue(e.getMessage().endsWith("finish the commit with 'bowctl commit --device img'"), e.getMessage());
         assertArrayEquals(half, dev.snapshot());
         OfflineCommit.commit(dev, "img");
