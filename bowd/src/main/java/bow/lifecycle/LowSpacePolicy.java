@@ -184,6 +184,7 @@ public final class LowSpacePolicy implements Closeable {
             }
             @Override public void rollback() throws IOException { engine.rollback(); }
             @Override public List<RangeRecord> ranges() { return engine.ranges(); }
+            @Override public List<RangeRecord> ranges(long fromOffset, int limit) { return engine.ranges(fromOffset, limit); }
             @Override public void close() throws IOException {
                 LowSpacePolicy.this.close();
                 engine.close();
