@@ -107,7 +107,9 @@ public final class LowSpacePolicy implements Closeable {
             log.error("LOW SPACE: {} bytes free for backups, below {}: COMMITTING the checkpoint — the changes can no longer be rolled back",
                     s.freeBytes(), threshold);
             // The decision first: a crash in the middle of the commit leaves a record that says to finish it.
-            updateRecord(r -> r.withLowSpaceAction(what).withState(CheckpointRecord.State.COMMIT_REQUESTED, "low space: " + what));
+            // (bow mode: an offline commit can finish it; persistent mode keeps its record as it was)
+            updateRecord(r -> "bow".equals(r.mode())
+                    ? r.withLowSpaceAction(what).withState(CheckpointRecord.State.COMMIT_REQUESTED, "low space: " + what) : r);
             try {
                 engine.commit();
             } catch (IOException | RuntimeException e) {
