@@ -110,6 +110,19 @@ class InterruptedCommitTest {
     }
 
     @Test
+    void aRunningCheckpointIsNotAnInterruptedCommit() throws Exception {
+        for (boolean many : new boolean[] {true, false}) {
+            CheckpointImage c = checkpoint(many);
+            Files.write(img(), c.image);
+            record(CheckpointRecord.State.ACTIVE);
+            OfflineCommandsTest.Run nc = run("needs-commit");
+            assertEquals(1, nc.code(), "entries past sector 0: " + many + ": " + nc);
+            assertTrue(nc.out().contains("no interrupted commit on " + img()), nc.out());
+            assertEquals(0, bowctl("log", "verify", "--device", img().toString()).code());
+        }
+    }
+
+    @Test
     void aCommitFinishedOnTheDeviceButNotInTheRecord() throws Exception {
         CheckpointImage c = checkpoint(false);
         Files.write(img(), c.liveView());
