@@ -161,3 +161,23 @@ bow_rollback() {
   bow_stop_all
   "$BOWCTL" rollback --yes
 }
+
+# Finishes a commit that a crash or a signal interrupted (bowctl needs-commit said so), with nothing
+# using the device: a commit --device is safe to repeat at any point of an interrupted commit.
+bow_finish_commit() {
+  bow_log "finishing an interrupted commit of $BOW_DEVICE"
+  bow_stop_all
+  "$BOWCTL" commit --device "$BOW_DEVICE"; rc=$?
+  [ $rc -eq 0 ] || bow_die "finishing the interrupted commit of $BOW_DEVICE failed (bowctl commit exit $rc)" "$rc"
+  bow_log "interrupted commit finished: $BOW_DEVICE keeps the update, no checkpoint is left"
+}
+
+# Exit status 0 if a commit was interrupted and must be finished first; dies if the record is unreadable.
+bow_commit_interrupted() {
+  "$BOWCTL" needs-commit >&2; rc=$?
+  case $rc in
+    0) return 0 ;;
+    1) return 1 ;;
+    *) bow_die "cannot read the checkpoint record $BOW_RECORD (bowctl needs-commit exit $rc)" "$rc" ;;
+  esac
+}

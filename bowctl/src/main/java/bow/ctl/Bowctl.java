@@ -11,7 +11,7 @@ import picocli.CommandLine.Spec;
                 "Online commands talk to the daemon's control socket (--control PATH); offline commands take --device PATH."},
         subcommands = {StatusCommand.class, CheckpointCommand.class, CommitCommand.class, RangesCommand.class,
                 TrimCommand.class, ShutdownCommand.class, RollbackCommand.class, LogCommand.class,
-                BootAttemptCommand.class, NeedsCheckpointCommand.class, NeedsRollbackCommand.class, AbortCommand.class,
+                BootAttemptCommand.class, NeedsCheckpointCommand.class, NeedsRollbackCommand.class, NeedsCommitCommand.class, AbortCommand.class,
                 SupportsCommand.class},
         exitCodeListHeading = "%nExit codes (all commands):%n",
         exitCodeList = {"0:success", "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device",

@@ -17,11 +17,11 @@ final class RecordOption {
     Path path() { return CheckpointRecord.resolve(record); }
 
     /** Thrown with the exit code after the error was printed. */
-    static final class Failed extends Exception {
+    static final class Failed extends IOException {
         final int code;
 
         Failed(int code) {
-            super(null, null, false, false);
+            super("exit code " + code);
             this.code = code;
         }
     }
@@ -53,6 +53,26 @@ final class RecordOption {
         return r.get();
     }
 
+    /**
+     * Read-modify-write of the record under its lock ({@link CheckpointRecord#update}); empty if
+     * there is no record. A failure is printed and thrown with its exit code.
+     */
+    Optional<CheckpointRecord> update(CheckpointRecord.Change change, PrintWriter err) throws Failed {
+        try {
+            return CheckpointRecord.update(path(), change);
+        } catch (Failed f) {
+            throw f;
+        } catch (CheckpointRecord.CorruptRecordException e) {
+            err.println("bowctl: " + e.getMessage());
+            err.flush();
+            throw new Failed(ExitCodes.LOG_INVALID);
+        } catch (IOException e) {
+            err.println("bowctl: updating the checkpoint record " + path() + " failed: " + e);
+            err.flush();
+            throw new Failed(e instanceof java.nio.file.AccessDeniedException ? ExitCodes.PERMISSION_DENIED : ExitCodes.FAILURE);
+        }
+    }
+
     void write(CheckpointRecord r, PrintWriter err) throws Failed {
         try {
             r.write(path());
@@ -80,9 +100,11 @@ final class RecordOption {
 
     void remove(PrintWriter err) throws Failed {
         try {
-            CheckpointRecord.remove(path());
-            // bowd --free-map beside the record (init-scripts): the checkpoint is over.
-            bow.lifecycle.AtomicFile.remove(path().resolveSibling(path().getFileName() + ".free"));
+            CheckpointRecord.locked(path(), () -> {
+                CheckpointRecord.remove(path());
+                // bowd --free-map beside the record (init-scripts): the checkpoint is over.
+                return bow.lifecycle.AtomicFile.remove(path().resolveSibling(path().getFileName() + ".free"));
+            });
         } catch (IOException e) {
             err.println("bowctl: removing the checkpoint record " + path() + " failed: " + e);
             err.flush();

@@ -35,7 +35,7 @@ import java.util.concurrent.Callable;
         exitCodeList = {"0:rolled back (or, with --force-roll-forward, committed)",
                 "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device (--device), or no record (without --device)",
                 "4:log failed validation (device untouched), or the record is corrupt", "6:permission denied",
-                "7:invalid state (--force-roll-forward on a half-restored device; a daemon is running)"})
+                "7:invalid state (--force-roll-forward on a half-restored device; a daemon is running; the record says a commit was started)"})
 public final class RollbackCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
     @Mixin RecordOption record;
@@ -74,6 +74,12 @@ public final class RollbackCommand implements Callable<Integer> {
             }
             try {
                 CheckpointRecord r = record.require(err);
+                if (r.state() == CheckpointRecord.State.COMMIT_REQUESTED) {
+                    err.println("bowctl: refusing to roll back: a commit of " + r.device() + " was started (" + r.stateReason()
+                            + ") and may have written already; finish it with 'bowctl commit --device " + r.device() + "'");
+                    err.flush();
+                    return ExitCodes.INVALID_STATE;
+                }
                 device = Path.of(r.device());
                 mode = r.mode();
                 cow = r.cow().isEmpty() ? null : Path.of(r.cow());

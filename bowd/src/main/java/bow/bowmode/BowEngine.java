@@ -787,6 +787,25 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         return out;
     }
 
+    /** One page of {@link #ranges()} without copying the whole table (bowctl ranges pages through millions). */
+    @Override
+    public List<RangeRecord> ranges(long fromOffset, int limit) {
+        List<RangeRecord> out = new ArrayList<>();
+        synchronized (mapLock) {
+            if (fromOffset < 0 || fromOffset >= size() || limit <= 0) return out;
+            if (map == null) return List.of(new RangeRecord(fromOffset, size() - fromOffset, "Passthrough"));
+            long pos = fromOffset / bs;
+            long first = fromOffset;
+            while (pos < map.blocks() && out.size() < limit) {
+                long end = map.runEnd(pos);
+                out.add(new RangeRecord(first, end * bs - first, typeName(map.typeAt(pos))));
+                pos = end;
+                first = end * bs;
+            }
+        }
+        return out;
+    }
+
     private static String typeName(RangeType t) {
         return switch (t) {
             case SECTOR0 -> "Sector0";

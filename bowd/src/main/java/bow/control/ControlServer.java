@@ -361,10 +361,26 @@ public final class ControlServer implements Closeable {
                 }
                 case RANGES -> {
                     RangesReply.Builder b = RangesReply.newBuilder();
-                    for (ModeEngine.RangeRecord r : engine.ranges()) {
-                        b.addRanges(Range.newBuilder().setOffset(r.offset()).setLength(r.length()).setType(r.type()));
+                    int limit = req.getRanges().getLimit();
+                    if (limit == 0) {   // an unpaged request: the whole table, if one reply holds it
+                        for (ModeEngine.RangeRecord r : engine.ranges()) {
+                            b.addRanges(Range.newBuilder().setOffset(r.offset()).setLength(r.length()).setType(r.type()));
+                        }
+                        if (b.build().getSerializedSize() > Framing.MAX_MESSAGE - 64) {
+                            yield error(Response.Code.BAD_REQUEST, b.getRangesCount() + " ranges do not fit in one reply of "
+                                    + Framing.MAX_MESSAGE + " bytes: ask for pages (RangesRequest.limit; bowctl ranges does)");
+                        }
+                        yield Response.newBuilder().setCode(Response.Code.OK).setRanges(b).build();
                     }
-                    yield Response.newBuilder().setCode(Response.Code.OK).setRanges(b).build();
+                    long from = req.getRanges().getFromOffset();
+                    long last = from;
+                    int page = Math.min(limit, ModeEngine.RANGES_PAGE);
+                    for (ModeEngine.RangeRecord r : engine.ranges(from, page)) {
+                        b.addRanges(Range.newBuilder().setOffset(r.offset()).setLength(r.length()).setType(r.type()));
+                        last = r.offset() + r.length();
+                    }
+                    boolean more = b.getRangesCount() == page && last > from;   // a full page: ask again from its end
+                    yield Response.newBuilder().setCode(Response.Code.OK).setRanges(b.setMore(more).setNextOffset(more ? last : 0)).build();
                 }
                 case TRIM -> {
                     BlockDevice dev = engine.exports().get("");

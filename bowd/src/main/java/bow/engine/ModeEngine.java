@@ -36,8 +36,28 @@ public interface ModeEngine extends Closeable {
         throw new UnsupportedOperationException(mode() + " mode rolls back offline: stop the daemon and run 'bowctl rollback'");
     }
 
+    /** The most ranges one control reply carries (about 42 bytes each, well inside the 1 MiB frame). */
+    int RANGES_PAGE = 16384;
+
     /** The range table, like dm-bow's table status; empty where the mode has none. */
     default List<RangeRecord> ranges() { return List.of(); }
+
+    /**
+     * One page of the range table: at most {@code limit} ranges, from the one that holds byte
+     * {@code fromOffset} on, the first one clipped to start at {@code fromOffset}. A mode with a
+     * large table overrides this so that a page does not cost a copy of the whole table.
+     */
+    default List<RangeRecord> ranges(long fromOffset, int limit) {
+        List<RangeRecord> page = new java.util.ArrayList<>();
+        for (RangeRecord r : ranges()) {
+            if (page.size() >= limit) break;
+            long end = r.offset() + r.length();
+            if (end <= fromOffset) continue;
+            long start = Math.max(r.offset(), fromOffset);
+            page.add(new RangeRecord(start, end - start, r.type()));
+        }
+        return page;
+    }
 
     /** A status snapshot. {@code details} holds mode-specific extras (key, human-readable value). */
     record EngineStatus(String mode, String state, String device, long deviceSize, int blockSize,

@@ -38,8 +38,13 @@ public record CheckpointRecord(String mode, String device, String cow, int retri
                                String reason, State state, String stateReason, String lowSpaceAction,
                                int bootAttempts) {
 
-    /** ACTIVE: the checkpoint runs. ROLLBACK_REQUESTED: the next boot (or recovery) must roll back. */
-    public enum State { ACTIVE, ROLLBACK_REQUESTED }
+    /**
+     * ACTIVE: the checkpoint runs. ROLLBACK_REQUESTED: the next boot (or recovery) must roll back.
+     * COMMIT_REQUESTED: a commit was decided and may have begun writing (written before the commit
+     * touches the device); if the record is still there, the commit was interrupted and the next
+     * {@code bowctl commit --device}, boot or recovery finishes it.
+     */
+    public enum State { ACTIVE, ROLLBACK_REQUESTED, COMMIT_REQUESTED }
 
     public static final String MAGIC = "bow-checkpoint-record";
     public static final int VERSION = 1;
@@ -80,6 +85,7 @@ public record CheckpointRecord(String mode, String device, String cow, int retri
 
     /** Rollback is needed: it was asked for, or every allowed boot has been used. */
     public boolean needsRollback() {
+        if (state == State.COMMIT_REQUESTED) return false;   // decided: it is finished, never rolled back
         return state == State.ROLLBACK_REQUESTED || retries == 0;
     }
 
@@ -192,12 +198,73 @@ public record CheckpointRecord(String mode, String device, String cow, int retri
 
     /** As {@link #write(Path)}; {@code beforeRename} runs after the temp file is durable (tests crash there). */
     void write(Path file, AtomicFile.IoAction beforeRename) throws IOException {
-        AtomicFile.replace(file, encode(), beforeRename);
+        byte[] data = encode();
+        locked(file, () -> {
+            AtomicFile.replace(file, data, beforeRename);
+            return null;
+        });
     }
 
     /** Removes the record durably; true if there was one. */
     public static boolean remove(Path file) throws IOException {
-        return AtomicFile.remove(file);
+        return locked(file, () -> AtomicFile.remove(file));
+    }
+
+    /** Work done while holding the record's lock. */
+    @FunctionalInterface
+    public interface Locked<T> {
+        T run() throws IOException;
+    }
+
+    private static final java.util.concurrent.ConcurrentHashMap<Path, java.util.concurrent.locks.ReentrantLock> LOCKS =
+            new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** The lock file beside the record: {@code checkpoint.rec.lock}. It is never removed (removing lock files races). */
+    public static Path lockFile(Path file) {
+        return file.toAbsolutePath().resolveSibling(file.getFileName() + ".lock");
+    }
+
+    /**
+     * Runs {@code body} holding the record's exclusive lock: flock on the sibling {@link #lockFile}
+     * (other processes: bowctl, the daemon's low-space policy) and a lock inside this JVM (threads;
+     * flock does not exclude them). Every read-modify-write of the record goes through here, so that
+     * two updates racing (a low-space abort and a bowctl abort) cannot lose one. Reentrant.
+     */
+    public static <T> T locked(Path file, Locked<T> body) throws IOException {
+        Path lockPath = lockFile(file);
+        java.util.concurrent.locks.ReentrantLock inJvm = LOCKS.computeIfAbsent(lockPath.normalize(), k -> new java.util.concurrent.locks.ReentrantLock());
+        inJvm.lock();
+        try {
+            if (inJvm.getHoldCount() > 1) return body.run();
+            Files.createDirectories(lockPath.getParent());
+            try (FileChannel ch = FileChannel.open(lockPath, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+                 java.nio.channels.FileLock ignored = ch.lock()) {
+                return body.run();
+            }
+        } finally {
+            inJvm.unlock();
+        }
+    }
+
+    /** A change of the record; returns the new record, or the given one for no change. */
+    @FunctionalInterface
+    public interface Change {
+        CheckpointRecord apply(CheckpointRecord current) throws IOException;
+    }
+
+    /**
+     * Read-modify-write under the lock: reads the record, applies {@code change} and writes the
+     * result if it differs. Returns the record as it is afterwards; empty (and nothing written)
+     * if there is no record.
+     */
+    public static Optional<CheckpointRecord> update(Path file, Change change) throws IOException {
+        return locked(file, () -> {
+            Optional<CheckpointRecord> cur = read(file);
+            if (cur.isEmpty()) return cur;
+            CheckpointRecord next = change.apply(cur.get());
+            if (!next.equals(cur.get())) next.write(file);
+            return Optional.of(next);
+        });
     }
 
 }

@@ -106,6 +106,10 @@ public final class LowSpacePolicy implements Closeable {
         } else {
             log.error("LOW SPACE: {} bytes free for backups, below {}: COMMITTING the checkpoint — the changes can no longer be rolled back",
                     s.freeBytes(), threshold);
+            // The decision first: a crash in the middle of the commit leaves a record that says to finish it.
+            // (bow mode: an offline commit can finish it; persistent mode keeps its record as it was)
+            updateRecord(r -> "bow".equals(r.mode())
+                    ? r.withLowSpaceAction(what).withState(CheckpointRecord.State.COMMIT_REQUESTED, "low space: " + what) : r);
             try {
                 engine.commit();
             } catch (IOException | RuntimeException e) {
@@ -116,8 +120,11 @@ public final class LowSpacePolicy implements Closeable {
             // The checkpoint is gone: a record left behind would make a later boot try to roll back nothing.
             if (recordPath != null) {
                 try {
-                    Optional<CheckpointRecord> r = CheckpointRecord.read(recordPath);
-                    if (r.isPresent() && device.equals(r.get().device())) CheckpointRecord.remove(recordPath);
+                    CheckpointRecord.locked(recordPath, () -> {
+                        Optional<CheckpointRecord> r = CheckpointRecord.read(recordPath);
+                        if (r.isPresent() && device.equals(r.get().device())) CheckpointRecord.remove(recordPath);
+                        return null;
+                    });
                 } catch (IOException e) {
                     log.error("LOW SPACE: committed, but the checkpoint record {} could not be removed: {}", recordPath, e.toString());
                 }
@@ -134,11 +141,15 @@ public final class LowSpacePolicy implements Closeable {
     private void updateRecord(java.util.function.UnaryOperator<CheckpointRecord> change) {
         if (recordPath == null) return;
         try {
-            Optional<CheckpointRecord> r = CheckpointRecord.read(recordPath);
-            if (r.isPresent() && device.equals(r.get().device())) {
-                change.apply(r.get()).write(recordPath);
-            } else {
-                log.error("LOW SPACE: no checkpoint record for {} at {}; the abort is not recorded there", device, recordPath);
+            // Read-modify-write under the record's lock: a bowctl abort at the same moment is not lost.
+            boolean[] found = {false};
+            CheckpointRecord.update(recordPath, r -> {
+                if (!device.equals(r.device())) return r;
+                found[0] = true;
+                return change.apply(r);
+            });
+            if (!found[0]) {
+                log.error("LOW SPACE: no checkpoint record for {} at {}; the decision is not recorded there", device, recordPath);
             }
         } catch (IOException e) {
             log.error("LOW SPACE: updating the checkpoint record {} failed: {}", recordPath, e.toString());
@@ -175,6 +186,7 @@ public final class LowSpacePolicy implements Closeable {
             }
             @Override public void rollback() throws IOException { engine.rollback(); }
             @Override public List<RangeRecord> ranges() { return engine.ranges(); }
+            @Override public List<RangeRecord> ranges(long fromOffset, int limit) { return engine.ranges(fromOffset, limit); }
             @Override public void close() throws IOException {
                 LowSpacePolicy.this.close();
                 engine.close();

@@ -89,30 +89,55 @@ public final class LogChain {
         try {
             return walk(dev, name, visitor, progress);
         } catch (LogCorruptException e) {
-            if (interruptedCommit(dev)) {
-                throw new LogCorruptException(e.getMessage() + "; block 0 past its header already holds the live block 0:"
-                        + " an offline commit was interrupted, run the commit again");
+            String commit = interruptedCommit(dev);
+            if (commit != null) {
+                throw new InterruptedCommitException(e.getMessage() + "; this is not corruption but an interrupted commit: " + commit
+                        + "; finish the commit with 'bowctl commit --device " + name + "'");
             }
             throw e;
         }
     }
 
     /**
-     * A commit writes sectors 1..n of block 0 before the header sector; a crash in
-     * between leaves a good header over the live block's other sectors. Recognised so
-     * that the error can say what happened.
+     * The evidence that a commit (online or offline) was interrupted on this device, or null if
+     * there is none.
+     *
+     * <p>A commit writes the live block 0's sectors 1..n over block 0, flushes, then writes sector
+     * 0 (the header) last. A crash in between leaves the log's header sector intact over some or
+     * all of the live block's other sectors. Sectors 1..n of a running checkpoint's log block keep
+     * the bytes block 0 had when the checkpoint started, and so does the live block 0 until the
+     * filesystem rewrites it: a sector of block 0 that equals the live block's sector is evidence
+     * only where the log keeps entries (the header's count reaches past sector 0). There the log
+     * holds entries, never filesystem data, so a match means the commit overwrote them. A log whose
+     * entries all sit in sector 0 is left whole by an interrupted commit (a rollback or a commit
+     * both still work), and nothing on the device tells the two apart: the checkpoint record's
+     * COMMIT_REQUESTED state carries that intent instead.
      */
-    private static boolean interruptedCommit(BlockDevice dev) throws IOException {
-        if (dev.size() < 512) return false;
+    public static String interruptedCommit(BlockDevice dev) throws IOException {
+        if (dev.size() < 512) return null;
         LogBlock h = new LogBlock(read(dev, 0, 512));
-        if (h.magic() != LogBlock.MAGIC || !looksLikeHeader(h) || h.blockSize() == 512) return false;
+        if (h.magic() != LogBlock.MAGIC || !looksLikeHeader(h) || h.blockSize() == 512) return null;
         int bs = (int) h.blockSize();
         long spb = bs / 512;
         long s0 = h.sector0();
-        if (s0 <= 0 || s0 % spb != 0 || s0 > dev.size() / 512 - spb) return false;
-        byte[] block0 = read(dev, 512, bs - 512);
-        byte[] live = read(dev, s0 * 512 + 512, bs - 512);
-        return java.util.Arrays.equals(block0, live);
+        long count = h.count();
+        if (count == 0 || count > LogBlock.capacity(bs)) return null;
+        if (s0 <= 0 || s0 % spb != 0 || s0 > dev.size() / 512 - spb || dev.size() < 2L * bs) return null;
+        int lastEntrySector = (int) ((LogBlock.HEADER_SIZE + LogBlock.ENTRY_SIZE * count - 1) / 512);
+        if (lastEntrySector < 1) return null;
+        byte[] block0 = read(dev, 0, bs);
+        byte[] live = read(dev, s0 * 512, bs);
+        int first = -1, matched = 0;
+        for (int i = 1; i <= lastEntrySector; i++) {
+            if (java.util.Arrays.equals(block0, i * 512, (i + 1) * 512, live, i * 512, (i + 1) * 512)) {
+                if (first < 0) first = i;
+                matched++;
+            }
+        }
+        if (matched == 0) return null;
+        return "block 0 still has log sequence " + h.sequence() + "'s header, but " + matched + " of its sectors 1.." + lastEntrySector
+                + " that hold the log's entries (count " + count + ") already hold the live block 0 (from sector " + s0
+                + "; first sector " + first + "), as only a commit writes them";
     }
 
     private static Summary walk(BlockDevice dev, String name, Visitor visitor, ProgressListener progress) throws IOException {

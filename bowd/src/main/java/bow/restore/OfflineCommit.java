@@ -19,8 +19,10 @@ public final class OfflineCommit {
      * @param sequence  sequence of the log that was dropped
      * @param sector0   where the live block 0 was read from
      * @param blockSize the log's block size
+     * @param interrupted what showed that an earlier commit was interrupted on this device (see
+     *                    {@link LogChain#interruptedCommit}), or null
      */
-    public record Result(long sequence, long sector0, int blockSize) {}
+    public record Result(long sequence, long sector0, int blockSize, String interrupted) {}
 
     private OfflineCommit() {}
 
@@ -33,7 +35,7 @@ public final class OfflineCommit {
         LogBlock log = LogChain.readHead(dev, name);
         refuseRestoring(log, name);
         checkHeader(log, dev.size());
-        return writeLiveBlock0(dev, log);
+        return writeLiveBlock0(dev, log, LogChain.interruptedCommit(dev));
     }
 
     /**
@@ -54,7 +56,7 @@ public final class OfflineCommit {
         }
         LogBlock log = new LogBlock(LogChain.read(dev, 0, (int) sector.blockSize()));
         checkSector0(log, dev.size(), "cannot roll forward: ");
-        return writeLiveBlock0(dev, log);
+        return writeLiveBlock0(dev, log, null);
     }
 
     private static void refuseRestoring(LogBlock log, String name) throws InvalidStateException {
@@ -88,7 +90,13 @@ public final class OfflineCommit {
         }
     }
 
-    private static Result writeLiveBlock0(BlockDevice dev, LogBlock log) throws IOException {
+    /**
+     * Every state a crash leaves between these writes is finished by running the commit again:
+     * before the header sector is written, sector 0 still holds the header (magic, sector0), which
+     * is all a commit reads, and the live block at sector0 is never written by a commit; after it,
+     * block 0 is the live block 0 and there is no checkpoint left.
+     */
+    private static Result writeLiveBlock0(BlockDevice dev, LogBlock log, String interrupted) throws IOException {
         int bs = (int) log.blockSize();
         byte[] live = LogChain.read(dev, log.sector0() * 512, bs);
         if (bs > 512) {
@@ -97,6 +105,6 @@ public final class OfflineCommit {
         }
         dev.write(0, ByteBuffer.wrap(live, 0, 512));
         dev.flush();
-        return new Result(log.sequence(), log.sector0(), bs);
+        return new Result(log.sequence(), log.sector0(), bs, interrupted);
     }
 }

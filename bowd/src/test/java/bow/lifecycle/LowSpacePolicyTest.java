@@ -49,6 +49,28 @@ class LowSpacePolicyTest {
     }
 
     @Test
+    void aLowSpaceCommitThatFailsLeavesTheRecordSayingCommitRequested() throws Exception {
+        byte[] img = new byte[256 * BS];
+        for (int i = 0; i < img.length; i++) img[i] = (byte) (i * 31 + i / BS);
+        bow.blockdev.testing.PowerCutDevice disk = new bow.blockdev.testing.PowerCutDevice(img);
+        BowEngine e = BowEngine.open(disk, "mem", BS);
+        e.exports().get("").discard(128L * BS, 64L * BS);
+        Path rec = dir.resolve("checkpoint.rec");
+        e.startCheckpoint();
+        CheckpointRecord.start("bow", "mem", null, 3, "test").write(rec);
+        overwrite(e.exports().get(""), 3);
+        e.flush();
+        LowSpacePolicy p = new LowSpacePolicy(e, Long.MAX_VALUE, LowSpacePolicy.Action.COMMIT, rec, "mem");
+        disk.armCrashAfterOps(1, new java.util.Random(1));   // power fails in the middle of the commit
+        assertFalse(p.check(), "the commit failed");
+        CheckpointRecord r = CheckpointRecord.read(rec).orElseThrow();
+        assertEquals(CheckpointRecord.State.COMMIT_REQUESTED, r.state(), "the next boot must finish the commit");
+        assertTrue(r.stateReason().startsWith("low space: commit at "), r.stateReason());
+        assertFalse(r.needsRollback());
+        p.close();
+    }
+
+    @Test
     void commitAtTheThreshold() throws Exception {
         BowEngine e = engine();
         Path rec = dir.resolve("checkpoint.rec");

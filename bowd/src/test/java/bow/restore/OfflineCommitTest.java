@@ -73,8 +73,9 @@ class OfflineCommitTest {
             assertEquals(-1, c.firstUnrestoredBlock(dev.snapshot()));
             return;
         }
-        LogCorruptException e = assertThrows(LogCorruptException.class, () -> new Restore(dev, "img").run());
-        assertTrue(e.getMessage().endsWith("an offline commit was interrupted, run the commit again"), e.getMessage());
+        LogCorruptException e = assertThrows(InterruptedCommitException.class, () -> new Restore(dev, "img").run());
+        assertTrue(e.getMessage().contains("this is not corruption but an interrupted commit"), e.getMessage());
+        assertTrue(e.getMessage().endsWith("finish the commit with 'bowctl commit --device img'"), e.getMessage());
         assertArrayEquals(half, dev.snapshot());
         OfflineCommit.commit(dev, "img");
         assertArrayEquals(c.liveView(), dev.snapshot());
