@@ -33,7 +33,7 @@ final class Vm {
     static void require(String... tools) {
         HostTools.require(HostTools.isRoot(), "root is needed");
         HostTools.require(Files.isExecutable(VMRUN), "vmtest/vmrun not found");
-        HostTools.requireTools("qemu-system-x86_64", "busybox", "socat", "modprobe", "cpio");
+        HostTools.requireTools("qemu-system-x86_64", "busybox", "socat", "modprobe");
         HostTools.requireTools(tools);
         HostTools.require(kernel() != null, "a kernel in /boot (vmlinuz-*) with its modules in /lib/modules is needed"
                 + " (apt-get install linux-image-amd64)");
