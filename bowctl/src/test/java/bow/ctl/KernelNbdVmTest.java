@@ -142,6 +142,8 @@ class KernelNbdVmTest {
             m.put(f[1].replaceFirst("^\\./", ""), f[0]);
         }
         assertTrue(m.size() > 30, "the guest listed its files:\n" + r.output());
+        // qemu is gone: bowd sees the connection(s) close (hang guard only)
+        for (int i = 0; i < 200 && statusNumber(bowd, "nbd_connections") != 0; i++) Thread.sleep(50);
         assertEquals(0, statusNumber(bowd, "nbd_connections"), "the guest disconnected");
         return m;
     }
