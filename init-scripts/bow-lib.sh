@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Shared by the bow init scripts (POSIX sh). Source it; every path can be overridden by the environment.
 #
 #   BOWD        the daemon command            (default: bowd)

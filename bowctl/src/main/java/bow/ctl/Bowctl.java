@@ -6,7 +6,7 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
 
 /** {@code bowctl}: the control client of bowd, and the offline tools that need no daemon. */
-@Command(name = "bowctl", mixinStandardHelpOptions = true,
+@Command(name = "bowctl", mixinStandardHelpOptions = true, versionProvider = bow.daemon.BowVersion.class,
         description = {"Control bowd and work on checkpointed devices offline.",
                 "Online commands talk to the daemon's control socket (--control PATH); offline commands take --device PATH."},
         subcommands = {StatusCommand.class, CheckpointCommand.class, CommitCommand.class, RangesCommand.class,

@@ -27,7 +27,7 @@ import java.util.List;
 import java.util.concurrent.Callable;
 
 /** {@code bowd}: serves a device through one of the mode engines over NBD, controlled by bowctl. */
-@Command(name = "bowd", mixinStandardHelpOptions = true, sortOptions = false,
+@Command(name = "bowd", mixinStandardHelpOptions = true, versionProvider = BowVersion.class, sortOptions = false,
         description = {"Serve a block device over NBD so that its changes can be checkpointed, committed or rolled back.",
                 "With no --device, serves a default 1 GiB sparse image (created on first use) at $BOW_HOME/default.img "
                         + "(BOW_HOME defaults to /var/lib/bow)."},
