@@ -169,10 +169,34 @@ public final class PersistentStore {
                 }
             }
         } finally {
+            // Never interrupt a read in flight: an interrupt inside FileChannel I/O closes the
+            // COW's channel for every thread. Reads not started are dropped; running ones finish.
             for (Future<byte[]> f : window) f.cancel(false);
-            pool.shutdownNow();
+            pool.shutdown();
+            awaitQuietly(pool);
         }
         synchronized (this) { nextFree = skipMetadata(epa, nextFree); }
+    }
+
+    /** How long loading waits for read-ahead still in flight (a few chunk reads) to finish. */
+    static final long READ_AHEAD_DRAIN_SECONDS = 30;
+
+    private static void awaitQuietly(ExecutorService pool) {
+        boolean interrupted = false;
+        try {
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(READ_AHEAD_DRAIN_SECONDS);
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) return;   // a stuck read: its daemon thread is left to finish on its own
+                try {
+                    if (pool.awaitTermination(left, java.util.concurrent.TimeUnit.NANOSECONDS)) return;
+                } catch (InterruptedException e) {
+                    interrupted = true;  // keep waiting: the reads use the caller's device
+                }
+            }
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
+        }
     }
 
     private int insertArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
