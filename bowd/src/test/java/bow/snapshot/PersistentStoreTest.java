@@ -131,6 +131,11 @@ class PersistentStoreTest {
         byte[] c = cow.snapshot();
         byte[] hdr = new byte[CB];
         handHeader(hdr, 0x70416e53, 1, 1, 1);
+        // bow's origin record after the kernel's 16 bytes (and bow's 4-byte merge marker, 0 here)
+        le(hdr, 20, 0x4f574f42, 4);
+        le(hdr, 24, originImg.length, 8);
+        le(hdr, 32, 8, 4);
+        le(hdr, 36, OriginCheck.record(new MemoryBlockDevice(originImg), 1, true).fingerprint(), 4);
         assertArrayEquals(hdr, Arrays.copyOfRange(c, 0, CB), "header chunk");
         byte[] area = new byte[CB];
         le(area, 0, 5, 8);
