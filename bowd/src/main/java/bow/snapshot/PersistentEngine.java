@@ -410,7 +410,10 @@ public final class PersistentEngine implements ModeEngine {
                     l.unlock();
                 }
             }
-            if (state == State.INVALID) throw new DeviceException(Errno.EIO, "snapshot is invalid");
+            // An invalidation clears the exceptions (after setting valid = false) before the state
+            // becomes INVALID: a lookup that found none may have seen them cleared, and the origin
+            // then holds new data. So the store's own flag is checked after every chunk.
+            if (state == State.INVALID || !s.isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
             dst.position(dst.position() + len);
             pos += len;
         }
