@@ -17,6 +17,8 @@ public final class ExitCodes {
     public static final int PERMISSION_DENIED = 6;
     /** The device or daemon is in a state where the request is invalid. */
     public static final int INVALID_STATE = 7;
+    /** persistent mode: the COW's snapshot was not taken of the given origin; nothing was changed. */
+    public static final int WRONG_ORIGIN = 8;
 
     private ExitCodes() {}
 }

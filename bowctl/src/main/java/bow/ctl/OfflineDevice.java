@@ -24,6 +24,7 @@ final class OfflineDevice {
     static int exitCode(IOException e) {
         if (e instanceof NoCheckpointException) return ExitCodes.NO_CHECKPOINT;
         if (e instanceof LogCorruptException) return ExitCodes.LOG_INVALID;
+        if (e instanceof bow.snapshot.WrongOriginException) return ExitCodes.WRONG_ORIGIN;
         if (e instanceof InvalidStateException) return ExitCodes.INVALID_STATE;
         if (e instanceof AccessDeniedException) return ExitCodes.PERMISSION_DENIED;
         // EPERM (an immutable file, a read-only device) comes as a plain FileSystemException.
@@ -40,6 +41,7 @@ final class OfflineDevice {
         switch (code) {
             case ExitCodes.NO_CHECKPOINT -> err.println("bowctl: " + e.getMessage());
             case ExitCodes.LOG_INVALID -> err.println("bowctl: log failed validation: " + e.getMessage());
+            case ExitCodes.WRONG_ORIGIN -> err.println("bowctl: " + device + " is not the origin of this COW: " + e.getMessage());
             case ExitCodes.PERMISSION_DENIED -> err.println("bowctl: permission denied: " + device
                     + (e instanceof AccessDeniedException ? "" : " (" + e.getMessage() + ")"));
             default -> err.println("bowctl: " + device + ": " + e.getMessage());

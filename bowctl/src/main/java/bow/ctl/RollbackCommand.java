@@ -35,7 +35,8 @@ import java.util.concurrent.Callable;
         exitCodeList = {"0:rolled back (or, with --force-roll-forward, committed)",
                 "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device (--device), or no record (without --device)",
                 "4:log failed validation (device untouched), or the record is corrupt", "6:permission denied",
-                "7:invalid state (--force-roll-forward on a half-restored device; a daemon is running; the record says a commit was started)"})
+                "7:invalid state (--force-roll-forward on a half-restored device; a daemon is running; the record says a commit was started)",
+                "8:persistent: the COW's snapshot was not taken of --device (size or fingerprint differs); nothing was changed"})
 public final class RollbackCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
     @Mixin RecordOption record;

@@ -278,4 +278,40 @@ class OfflineCommandsTest {
         off.clear();
         assertEquals("", quiet.toString());
     }
+
+    @Test
+    void persistentRollbackRefusesAnOriginTheCowWasNotMadeFor() throws Exception {
+        int size = 1 << 20;
+        byte[] init = new byte[size];
+        new Random(42).nextBytes(init);
+        bow.blockdev.MemoryBlockDevice origin = new bow.blockdev.MemoryBlockDevice(init);
+        bow.blockdev.MemoryBlockDevice cow = new bow.blockdev.MemoryBlockDevice(new byte[size + (64 << 10)]);
+        bow.snapshot.PersistentEngine e = bow.snapshot.PersistentEngine.open(origin, cow, bow.snapshot.PersistentEngine.Options.defaults());
+        e.startCheckpoint();
+        e.exports().get("").write(0, java.nio.ByteBuffer.wrap(new byte[64 << 10]));
+        e.exports().get("").flush();
+        Path originImg = write(origin.snapshot());
+        Path cowImg = write(cow.snapshot());
+        byte[] cowBefore = cow.snapshot();
+
+        byte[] bigger = new byte[2 * size];
+        Path wrongSize = write(bigger);
+        Run r = bowctl("rollback", "--mode", "persistent", "--device", wrongSize.toString(), "--cow", cowImg.toString());
+        assertEquals(ExitCodes.WRONG_ORIGIN, r.code(), r.toString());
+        assertTrue(r.err().contains("is not the origin of this COW") && r.err().contains(size + "-byte origin"), r.err());
+        assertArrayEquals(bigger, Files.readAllBytes(wrongSize), "the wrong device was not touched");
+        assertArrayEquals(cowBefore, Files.readAllBytes(cowImg), "nor the COW");
+
+        byte[] other = new byte[size];
+        new Random(43).nextBytes(other);
+        Path sameSize = write(other);
+        Run f = bowctl("rollback", "--mode", "persistent", "--device", sameSize.toString(), "--cow", cowImg.toString());
+        assertEquals(ExitCodes.WRONG_ORIGIN, f.code(), f.toString());
+        assertTrue(f.err().contains("fingerprint"), f.err());
+        assertArrayEquals(other, Files.readAllBytes(sameSize));
+
+        Run ok = bowctl("rollback", "--mode", "persistent", "--device", originImg.toString(), "--cow", cowImg.toString());
+        assertEquals(ExitCodes.OK, ok.code(), ok.toString());
+        assertArrayEquals(init, Files.readAllBytes(originImg), "the right origin is rolled back");
+    }
 }

@@ -5,35 +5,61 @@ import com.sun.jna.ptr.LongByReference;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.nio.channels.ClosedChannelException;
 import java.nio.channels.FileChannel;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * A regular file (image) or a block device, at the bottom of every stack.
  * Positional I/O through a FileChannel; flush is a data sync (fdatasync). The
  * size of a block device comes from BLKGETSIZE64; discard is BLKDISCARD on a
  * block device and a punched hole on a file.
+ *
+ * <p>Interrupts: the JDK closes a FileChannel for every thread when a thread is interrupted
+ * inside one of its operations. This device hides that: an operation that meets a channel
+ * closed by an interrupt (its own or another thread's) reopens the channel on the same open
+ * file ({@code /proc/self/fd/N} of the native descriptor, so a rename does not matter) and
+ * retries; every operation is positional and so idempotent. The caller's interrupt flag is
+ * cleared for the duration of the call and set again before it returns. Only {@link #close()}
+ * ends the device. The flush and the lock use the native descriptor, which no interrupt closes.
+ *
+ * <p>Large requests go to the channel in slices of at most {@link #MAX_SLICE} bytes, so the
+ * JDK's per-thread temporary direct buffers (one per heap buffer size in flight) stay small.
  */
 public final class FileBlockDevice implements BlockDevice {
+    /** Largest byte count handed to one channel call. */
+    static final int MAX_SLICE = 1 << 20;
+    /** Reopen-and-retry rounds before an operation gives up (only an endless interrupt storm gets there). */
+    private static final int MAX_RETRIES = 100_000;
+
     private final Path path;
-    private final FileChannel channel;
+    private volatile FileChannel channel;
+    private final Object reopenLock = new Object();
+    private final Set<StandardOpenOption> openOptions;
     private final boolean blockDevice;
     private final boolean readOnly;
     private final long size;
-    /** A native descriptor for the ioctls and fallocate; -1 when native calls are unavailable. */
+    /** A native descriptor for the lock, flush, ioctls and fallocate; -1 when native calls are unavailable. */
     private final int nativeFd;
-    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
+    /** Held when native calls are unavailable (the weaker fcntl lock); null otherwise. */
+    private final java.nio.channels.FileLock fallbackLock;
+    private final AtomicBoolean closed = new AtomicBoolean();
+    private long reopens;   // guarded by reopenLock
 
-    private FileBlockDevice(Path path, FileChannel channel, boolean blockDevice, boolean readOnly, long size, int nativeFd) {
+    private FileBlockDevice(Path path, FileChannel channel, Set<StandardOpenOption> openOptions, boolean blockDevice,
+                            boolean readOnly, long size, int nativeFd, java.nio.channels.FileLock fallbackLock) {
         this.path = path;
         this.channel = channel;
+        this.openOptions = openOptions;
         this.blockDevice = blockDevice;
         this.readOnly = readOnly;
         this.size = size;
         this.nativeFd = nativeFd;
+        this.fallbackLock = fallbackLock;
     }
 
     public static FileBlockDevice open(Path path, boolean readOnly) throws IOException {
@@ -44,8 +70,8 @@ public final class FileBlockDevice implements BlockDevice {
         Set<StandardOpenOption> opts = readOnly ? Set.of(StandardOpenOption.READ)
                 : Set.of(StandardOpenOption.READ, StandardOpenOption.WRITE);
         FileChannel ch = FileChannel.open(path, opts);
-        if (!readOnly) lockExclusively(path, ch);
         int fd = -1;
+        java.nio.channels.FileLock fallback = null;
         long size;
         try {
             try {
@@ -53,6 +79,7 @@ public final class FileBlockDevice implements BlockDevice {
             } catch (LastErrorException | UnsatisfiedLinkError e) {
                 if (isBlock) throw new IOException(path + ": cannot open for ioctl: " + e.getMessage(), e);
             }
+            if (!readOnly) fallback = lockExclusively(path, ch, fd);
             if (isBlock) {
                 LongByReference out = new LongByReference();
                 try {
@@ -66,28 +93,47 @@ public final class FileBlockDevice implements BlockDevice {
             }
         } catch (IOException | RuntimeException e) {
             ch.close();
-            if (fd >= 0) LinuxNative.close(fd);
+            if (fd >= 0) LinuxNative.close(fd);   // also drops a flock taken on it
             throw e;
         }
-        return new FileBlockDevice(path, ch, isBlock, readOnly, size, fd);
+        return new FileBlockDevice(path, ch, opts, isBlock, readOnly, size, fd, fallback);
     }
 
     /**
      * One writer at a time: bowd serving a device and an offline rollback of the same
-     * device must never run together. An advisory lock (fcntl) on the whole file
-     * or device node, released when the channel closes or the process dies.
+     * device must never run together. An advisory BSD lock ({@code flock(LOCK_EX|LOCK_NB)})
+     * on the whole file or device node, taken on this device's own native descriptor: it
+     * belongs to that open file description, so closing any other descriptor of the file in
+     * this process (a refused second open, a reader, a reopened channel) does not drop it,
+     * unlike a POSIX fcntl lock. It conflicts with a second open in the same process too, and
+     * goes away at {@link #close()} or when the process dies. Without native calls, falls
+     * back to the channel's fcntl lock (weaker: see above).
      */
-    private static void lockExclusively(Path path, FileChannel ch) throws IOException {
+    private static java.nio.channels.FileLock lockExclusively(Path path, FileChannel ch, int fd) throws IOException {
+        if (fd >= 0) {
+            while (true) {
+                try {
+                    LinuxNative.flock(fd, LinuxNative.LOCK_EX | LinuxNative.LOCK_NB);
+                    return null;
+                } catch (LastErrorException e) {
+                    if (e.getErrorCode() == LinuxNative.EINTR) continue;
+                    if (e.getErrorCode() == LinuxNative.EWOULDBLOCK) throw inUse(path);
+                    throw new DeviceException(Errno.EIO, path + ": cannot lock: " + LinuxNative.describe(e), e);
+                }
+            }
+        }
         java.nio.channels.FileLock lock;
         try {
             lock = ch.tryLock();
         } catch (java.nio.channels.OverlappingFileLockException e) {
             lock = null;
         }
-        if (lock == null) {
-            ch.close();
-            throw new DeviceException(Errno.EPERM, path + " is in use by another writer (is bowd serving it?); stop it first");
-        }
+        if (lock == null) throw inUse(path);
+        return lock;
+    }
+
+    private static DeviceException inUse(Path path) {
+        return new DeviceException(Errno.EPERM, path + " is in use by another writer (is bowd serving it?); stop it first");
     }
 
     /** Creates a sparse image file of the given size (fails if it exists). */
@@ -105,19 +151,90 @@ public final class FileBlockDevice implements BlockDevice {
 
     public boolean isBlockDevice() { return blockDevice; }
 
+    /** How often the channel was reopened after an interrupt closed it (for tests and diagnostics). */
+    public long reopenCount() {
+        synchronized (reopenLock) { return reopens; }
+    }
+
     @Override public long size() { return size; }
+
+    /** One channel call, retried on a fresh channel when an interrupt (or async close) closed the one it used. */
+    @FunctionalInterface
+    private interface ChannelOp<T> {
+        T run(FileChannel ch) throws IOException;
+    }
+
+    private <T> T io(ChannelOp<T> op) throws IOException {
+        // A set flag would make the channel close itself at once; keep it aside and give it back.
+        boolean interrupted = Thread.interrupted();
+        try {
+            for (int attempt = 0; ; attempt++) {
+                FileChannel ch = channel;
+                try {
+                    return op.run(ch);
+                } catch (ClosedChannelException e) {
+                    // ClosedByInterruptException (this thread was interrupted), AsynchronousCloseException
+                    // (another thread's interrupt closed it under us) or ClosedChannelException (already closed).
+                    if (Thread.interrupted()) interrupted = true;
+                    if (closed.get()) {
+                        throw new DeviceException(Errno.EIO, path + " is closed", e);
+                    }
+                    if (attempt >= MAX_RETRIES) {
+                        throw new DeviceException(Errno.EIO, path + ": I/O kept being interrupted (" + attempt + " retries)", e);
+                    }
+                    reopen(ch);
+                }
+            }
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Replaces {@code seen} by a new channel on the same open file, unless another thread already did. */
+    private void reopen(FileChannel seen) throws IOException {
+        synchronized (reopenLock) {
+            if (closed.get()) throw new DeviceException(Errno.EIO, path + " is closed");
+            if (channel != seen && channel.isOpen()) return;
+            try {
+                channel.close();      // normally closed already; never leak one that is not
+            } catch (IOException ignored) {
+                // nothing to do: it is being replaced
+            }
+            Path same = nativeFd >= 0 ? Path.of("/proc/self/fd/" + nativeFd) : path;
+            try {
+                channel = FileChannel.open(same, openOptions);
+            } catch (IOException e) {
+                if (same == path) throw e;
+                channel = FileChannel.open(path, openOptions);   // no /proc: the path is the next best thing
+            }
+            reopens++;
+        }
+    }
 
     @Override
     public void read(long offset, ByteBuffer dst) throws IOException {
         BlockDevice.checkRange(this, offset, dst.remaining(), false);
         long pos = offset;
         while (dst.hasRemaining()) {
-            int n = channel.read(dst, pos);
-            if (n < 0) {
-                // A file shorter than its reported size reads as zeros past its end.
-                while (dst.hasRemaining()) dst.put((byte) 0);
-                return;
-            }
+            final int start = dst.position();
+            final int n = Math.min(dst.remaining(), MAX_SLICE);
+            final long at = pos;
+            io(ch -> {
+                ByteBuffer part = dst.duplicate();
+                part.limit(start + n).position(start);   // a retry reads the whole slice again
+                long p = at;
+                while (part.hasRemaining()) {
+                    int r = ch.read(part, p);
+                    if (r < 0) {
+                        // A file shorter than its reported size reads as zeros past its end.
+                        while (part.hasRemaining()) part.put((byte) 0);
+                        break;
+                    }
+                    p += r;
+                }
+                return null;
+            });
+            dst.position(start + n);
             pos += n;
         }
     }
@@ -128,7 +245,18 @@ public final class FileBlockDevice implements BlockDevice {
         BlockDevice.checkRange(this, offset, src.remaining(), true);
         long pos = offset;
         while (src.hasRemaining()) {
-            pos += channel.write(src, pos);
+            final int start = src.position();
+            final int n = Math.min(src.remaining(), MAX_SLICE);
+            final long at = pos;
+            io(ch -> {
+                ByteBuffer part = src.duplicate();
+                part.limit(start + n).position(start);   // positional: writing the slice again is harmless
+                long p = at;
+                while (part.hasRemaining()) p += ch.write(part, p);
+                return null;
+            });
+            src.position(start + n);
+            pos += n;
         }
     }
 
@@ -151,18 +279,39 @@ public final class FileBlockDevice implements BlockDevice {
         }
     }
 
+    /**
+     * fdatasync on the native descriptor: it was opened with the device, so it sees every
+     * write-back error since then (a channel reopened after an interrupt would not see older
+     * ones), and no interrupt closes it.
+     */
     @Override
     public void flush() throws IOException {
-        channel.force(false);
+        if (nativeFd < 0) {
+            io(ch -> { ch.force(false); return null; });
+            return;
+        }
+        if (closed.get()) throw new DeviceException(Errno.EIO, path + " is closed");
+        while (true) {
+            try {
+                LinuxNative.fdatasync(nativeFd);
+                return;
+            } catch (LastErrorException e) {
+                if (e.getErrorCode() == LinuxNative.EINTR) continue;
+                throw new DeviceException(Errno.EIO, path + ": flush (fdatasync) failed: " + LinuxNative.describe(e), e);
+            }
+        }
     }
 
     @Override
     public void close() throws IOException {
         if (closed.getAndSet(true)) return;   // the native descriptor must not be closed twice
         try {
-            channel.close();
+            synchronized (reopenLock) {
+                if (fallbackLock != null && fallbackLock.isValid()) fallbackLock.release();
+                channel.close();
+            }
         } finally {
-            if (nativeFd >= 0) LinuxNative.close(nativeFd);
+            if (nativeFd >= 0) LinuxNative.close(nativeFd);   // drops the flock
         }
     }
 

@@ -22,6 +22,12 @@ public final class LinuxNative {
     /** _IOWR('X', 121, struct fstrim_range) */
     public static final long FITRIM = 0xC0185879L;
 
+    public static final int LOCK_EX = 2;
+    public static final int LOCK_NB = 4;
+    public static final int LOCK_UN = 8;
+    public static final int EWOULDBLOCK = 11;
+    public static final int EINTR = 4;
+
     public static final int FALLOC_FL_KEEP_SIZE = 0x01;
     public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
 
@@ -38,6 +44,11 @@ public final class LinuxNative {
     public static native int ioctl(int fd, long request, LongByReference arg) throws LastErrorException;
 
     public static native int ioctl(int fd, long request, long[] arg) throws LastErrorException;
+
+    /** BSD lock on the open file description: not dropped when another descriptor of the file is closed. */
+    public static native int flock(int fd, int operation) throws LastErrorException;
+
+    public static native int fdatasync(int fd) throws LastErrorException;
 
     public static native int fallocate(int fd, int mode, long offset, long len) throws LastErrorException;
 

@@ -51,7 +51,11 @@ public final class LowSpacePolicy implements Closeable {
     private final String device;
     private volatile String taken;        // what was done, null until it acts
     private volatile boolean fenced;
-    private ScheduledExecutorService poller;
+    private final Object pollerLock = new Object();
+    private ScheduledExecutorService poller;     // guarded by pollerLock
+    private volatile boolean closed;
+    /** How long close() waits for a poll under way to finish. */
+    long closeWaitMillis = 10_000;
 
     /**
      * @param recordPath the checkpoint record to update, or null for none
@@ -75,7 +79,15 @@ public final class LowSpacePolicy implements Closeable {
     }
 
     /** Polls every {@code periodMillis} on a daemon thread. */
-    public synchronized void start(long periodMillis) {
+    public void start(long periodMillis) {
+        synchronized (pollerLock) {
+            if (closed) throw new IllegalStateException("the low-space policy is closed");
+            if (poller != null) throw new IllegalStateException("the low-space policy is already polling");
+            startPoller(periodMillis);
+        }
+    }
+
+    private void startPoller(long periodMillis) {
         poller = Executors.newSingleThreadScheduledExecutor(r -> {
             Thread t = new Thread(r, "low-space-policy");
             t.setDaemon(true);
@@ -92,7 +104,7 @@ public final class LowSpacePolicy implements Closeable {
 
     /** One poll; acts at most once in the daemon's life. Returns true if it acted now. */
     public synchronized boolean check() {
-        if (taken != null) return false;
+        if (taken != null || closed) return false;
         ModeEngine.EngineStatus s = engine.status();
         if (!inCheckpoint(s.state()) || s.freeBytes() >= threshold) return false;
         String what = action.name().toLowerCase() + " at " + Instant.now() + ": " + s.freeBytes()
@@ -194,9 +206,40 @@ public final class LowSpacePolicy implements Closeable {
         };
     }
 
+    /**
+     * Stops polling. A poll under way may be inside device I/O (a commit): it is never
+     * interrupted (an interrupt inside FileChannel I/O closes the device for every thread);
+     * no new poll starts, and close waits a bounded time for the one under way. Not
+     * synchronized on the policy, which a poll holds.
+     */
     @Override
-    public synchronized void close() {
-        if (poller != null) poller.shutdownNow();
+    public void close() {
+        ScheduledExecutorService p;
+        synchronized (pollerLock) {
+            closed = true;
+            p = poller;
+            poller = null;
+        }
+        if (p == null) return;
+        p.shutdown();
+        boolean interrupted = false;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(closeWaitMillis);
+        try {
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) {
+                    log.warn("low-space policy: a poll is still running after {} ms; not waiting longer", closeWaitMillis);
+                    return;
+                }
+                try {
+                    if (p.awaitTermination(left, TimeUnit.NANOSECONDS)) return;
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                }
+            }
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
+        }
     }
 
     /** An export that refuses every change once the policy aborted. */

@@ -97,6 +97,11 @@ public final class PersistentEngine implements ModeEngine {
         if (options.chunkSectors() != 0) PersistentFormat.validateChunkSize(options.chunkSectors(), SECTOR);
                 PersistentEngine e = new PersistentEngine(origin, cow, options);
         PersistentStore s = PersistentStore.load(cow, options.chunkSectors(), log::warn);
+        if (s != null && s.isValid()) {
+            OriginCheck.verify(origin, s);   // never serve or merge a snapshot of another device
+            // A writable snapshot may change what the fingerprint covers: drop it before the first write.
+            if (options.snapshotWritable() && !s.isMerging()) s.dropFingerprint();
+        }
         e.store = s;
         if (s == null) e.state = State.NO_SNAPSHOT;
         else if (!s.isValid()) e.state = State.INVALID;
@@ -164,7 +169,8 @@ public final class PersistentEngine implements ModeEngine {
                         + (state == State.INVALID ? ": commit (drop) the invalid snapshot first" : ""));
             }
             int cs = options.chunkSectors() != 0 ? options.chunkSectors() : PersistentFormat.defaultChunkSectors(SECTOR);
-            store = PersistentStore.create(cow, cs);
+            // The fingerprint is read now, before any exception exists: the snapshot is the origin.
+            store = PersistentStore.create(cow, cs, OriginCheck.record(origin, cs, !options.snapshotWritable()));
             overflowed = false;
             mergeFailed = false;
             lastError = "";
@@ -212,6 +218,16 @@ public final class PersistentEngine implements ModeEngine {
                         return;
                     }
                     if (!store.isValid()) throw new IllegalStateException("the snapshot became invalid: it cannot be rolled back");
+                }
+                // The marker is durable before any write goes through the merging view (which changes
+                // what the snapshot shows), so a reopen never checks the fingerprint against it.
+                if (!store.isMerging()) {
+                    try {
+                        store.setMergeMarker(true);
+                    } catch (IOException e) {
+                        lastError = "rollback could not start (merge marker not written): " + e.getMessage();
+                        throw e;   // nothing merged yet: the checkpoint stays as it was
+                    }
                 }
                 state = State.MERGING;   // from here on, I/O goes through the merging view
                 mergeFailed = false;
@@ -394,7 +410,10 @@ public final class PersistentEngine implements ModeEngine {
                     l.unlock();
                 }
             }
-            if (state == State.INVALID) throw new DeviceException(Errno.EIO, "snapshot is invalid");
+            // An invalidation clears the exceptions (after setting valid = false) before the state
+            // becomes INVALID: a lookup that found none may have seen them cleared, and the origin
+            // then holds new data. So the store's own flag is checked after every chunk.
+            if (state == State.INVALID || !s.isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
             dst.position(dst.position() + len);
             pos += len;
         }

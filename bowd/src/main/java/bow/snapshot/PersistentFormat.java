@@ -28,7 +28,55 @@ public final class PersistentFormat {
     public static final int MERGE_MARKER = 0x4547524d; // "MRGE"
     public static final int MERGE_MARKER_OFFSET = 16;
 
+    /**
+     * Bytes 20..39 of the header chunk: bow's origin record, another bow extension the kernel
+     * ignores. u32 magic "BOWO", u64 origin size in bytes, u32 sample count, u32 fingerprint,
+     * u32 reserved (0). See docs/FORMATS.md.
+     */
+    public static final int ORIGIN_MAGIC = 0x4f574f42; // "BOWO"
+    public static final int ORIGIN_RECORD_OFFSET = 20;
+    /** Origin chunks sampled into the fingerprint at checkpoint start (chunk 0, the last, evenly between). */
+    public static final int FINGERPRINT_SAMPLES = 8;
+
     private PersistentFormat() {}
+
+    /**
+     * What the COW knows about the origin it protects: its size, and a CRC-32C over {@code samples}
+     * chunks of it as they were at checkpoint start ({@code samples} 0 = no fingerprint, e.g.
+     * when the snapshot may be written to and so may change).
+     */
+    public record OriginRecord(long originBytes, int samples, int fingerprint) {
+        public OriginRecord withoutFingerprint() { return new OriginRecord(originBytes, 0, 0); }
+    }
+
+    /** Writes the origin record into a header chunk built by {@link #encodeHeader}. */
+    public static void putOriginRecord(byte[] chunk0, OriginRecord r) {
+        ByteBuffer bb = ByteBuffer.wrap(chunk0).order(ByteOrder.LITTLE_ENDIAN);
+        bb.putInt(ORIGIN_RECORD_OFFSET, ORIGIN_MAGIC);
+        bb.putLong(ORIGIN_RECORD_OFFSET + 4, r.originBytes());
+        bb.putInt(ORIGIN_RECORD_OFFSET + 12, r.samples());
+        bb.putInt(ORIGIN_RECORD_OFFSET + 16, r.fingerprint());
+    }
+
+    /** The origin record of a header chunk (at least 40 bytes of it), or null when there is none (kernel-made COW). */
+    public static OriginRecord decodeOriginRecord(byte[] chunk0) {
+        if (chunk0.length < ORIGIN_RECORD_OFFSET + 20) return null;
+        ByteBuffer bb = ByteBuffer.wrap(chunk0).order(ByteOrder.LITTLE_ENDIAN);
+        if (bb.getInt(ORIGIN_RECORD_OFFSET) != ORIGIN_MAGIC) return null;
+        long size = bb.getLong(ORIGIN_RECORD_OFFSET + 4);
+        int samples = bb.getInt(ORIGIN_RECORD_OFFSET + 12);
+        if (size <= 0 || samples < 0 || samples > 1 << 16) return null;   // not ours after all
+        return new OriginRecord(size, samples, bb.getInt(ORIGIN_RECORD_OFFSET + 16));
+    }
+
+    /** The origin chunks a fingerprint samples: chunk 0, the last chunk, and evenly spaced ones between. */
+    public static long[] fingerprintChunks(long originBytes, int chunkBytes, int samples) {
+        long n = (originBytes + chunkBytes - 1) / chunkBytes;
+        int k = (int) Math.min(samples, n);
+        long[] c = new long[k];
+        for (int i = 0; i < k; i++) c[i] = k == 1 ? 0 : i * (n - 1) / (k - 1);
+        return c;
+    }
 
     /** The on-disk header. {@code mergeMarker} is bow's "merge in progress" flag (0 when absent). */
     public record Header(int magic, int valid, int version, int chunkSectors, int mergeMarker) {

@@ -39,7 +39,9 @@ public final class PersistentMerge {
     /**
      * Offline rollback (no daemon): merges the snapshot on {@code cow} into {@code origin}
      * and removes it. A COW with no snapshot (zero magic) is left alone: nothing to do.
-     * An invalidated snapshot cannot be merged: its data is incomplete.
+     * An invalidated snapshot cannot be merged: its data is incomplete. A COW whose snapshot was
+     * not taken of {@code origin} (see {@link OriginCheck}) is refused with
+     * {@link WrongOriginException}, both devices untouched.
      */
     public static Result run(BlockDevice origin, BlockDevice cow, Progress progress) throws IOException {
         PersistentStore store = PersistentStore.load(cow, 0, null);
@@ -48,6 +50,7 @@ public final class PersistentMerge {
             throw new DeviceException(Errno.EIO, "the snapshot on the COW device is invalid (it overflowed or failed); "
                     + "it cannot be merged back and the origin was not touched");
         }
+        OriginCheck.verify(origin, store);   // before the first byte is changed on either device
         long n = mergeAll(origin, store, progress, null);
         return new Result(true, n);
     }

@@ -43,6 +43,8 @@ public final class PersistentStore {
     private final long cowBytes;
 
     private final ExceptionMap map;          // guarded by this
+    private long maxOldChunk = -1;           // guarded by this: the largest old_chunk ever loaded or committed
+    private volatile OriginRecord originRecord;  // bow's origin record in the header, null if none
     private long nextFree;                   // guarded by this
     private volatile boolean valid;
     private volatile boolean merging;        // header carries bow's merge marker
@@ -92,14 +94,20 @@ public final class PersistentStore {
      * so a crash leaves either no snapshot or an empty one.
      */
     public static PersistentStore create(BlockDevice cow, int chunkSectors) throws IOException {
+        return create(cow, chunkSectors, null);
+    }
+
+    /** As {@link #create(BlockDevice, int)}, with bow's origin record in the header (null: none). */
+    public static PersistentStore create(BlockDevice cow, int chunkSectors, OriginRecord origin) throws IOException {
         validateChunkSize(chunkSectors, SECTOR);
         checkCowFits(cow, chunkSectors);
         PersistentStore s = new PersistentStore(cow, chunkSectors, true);
+        s.originRecord = origin;
         cow.writeZeroes(0, SECTOR);
         cow.flush();
         cow.write(s.chunkBytes, ByteBuffer.wrap(new byte[s.chunkBytes]));
         cow.flush();
-        cow.write(0, ByteBuffer.wrap(encodeHeader(Header.fresh(chunkSectors), s.chunkBytes)));
+        cow.write(0, ByteBuffer.wrap(s.headerChunk(Header.fresh(chunkSectors))));
         cow.flush();
         s.currentArea = 0;
         s.currentCommitted = 0;
@@ -113,7 +121,10 @@ public final class PersistentStore {
      * {@link #isValid()} false and no exceptions, like the kernel.
      */
     public static PersistentStore load(BlockDevice cow, int configuredChunkSectors, Consumer<String> warn) throws IOException {
-        Header h = readHeader(cow);
+        if (cow.size() < SECTOR) throw new IOException("COW device of " + cow.size() + " bytes is too small for a snapshot header");
+        ByteBuffer sector0 = ByteBuffer.allocate(SECTOR);
+        cow.read(0, sector0);
+        Header h = decodeHeader(sector0.array());
         if (h.isNew()) return null;
         String err = checkHeader(h);
         if (err != null) throw new DeviceException(Errno.EINVAL, "COW: " + err);
@@ -124,6 +135,7 @@ public final class PersistentStore {
         checkCowFits(cow, h.chunkSectors());
         PersistentStore s = new PersistentStore(cow, h.chunkSectors(), h.isValid());
         s.merging = h.merging();
+        s.originRecord = decodeOriginRecord(sector0.array());
         if (s.valid) s.readExceptions();
         return s;
     }
@@ -169,10 +181,34 @@ public final class PersistentStore {
                 }
             }
         } finally {
+            // Never interrupt a read in flight: an interrupt inside FileChannel I/O closes the
+            // COW's channel for every thread. Reads not started are dropped; running ones finish.
             for (Future<byte[]> f : window) f.cancel(false);
-            pool.shutdownNow();
+            pool.shutdown();
+            awaitQuietly(pool);
         }
         synchronized (this) { nextFree = skipMetadata(epa, nextFree); }
+    }
+
+    /** How long loading waits for read-ahead still in flight (a few chunk reads) to finish. */
+    static final long READ_AHEAD_DRAIN_SECONDS = 30;
+
+    private static void awaitQuietly(ExecutorService pool) {
+        boolean interrupted = false;
+        try {
+            long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(READ_AHEAD_DRAIN_SECONDS);
+            while (true) {
+                long left = deadline - System.nanoTime();
+                if (left <= 0) return;   // a stuck read: its daemon thread is left to finish on its own
+                try {
+                    if (pool.awaitTermination(left, java.util.concurrent.TimeUnit.NANOSECONDS)) return;
+                } catch (InterruptedException e) {
+                    interrupted = true;  // keep waiting: the reads use the caller's device
+                }
+            }
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
+        }
     }
 
     private int insertArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
@@ -188,6 +224,7 @@ public final class PersistentStore {
                             + "-chunk COW; the metadata is corrupt");
                 }
                 if (nextFree <= newChunk) nextFree = newChunk + 1;
+                if (oldChunk > maxOldChunk) maxOldChunk = oldChunk;
                 map.put(oldChunk, newChunk);
             }
             return epa;
@@ -312,7 +349,12 @@ public final class PersistentStore {
         }
         if (dirty) writeAreaDurably();
         synchronized (this) {
-            for (Batch b : group) for (int i = 0; i < b.n; i++) map.put(b.olds[i], b.news[i]);
+            for (Batch b : group) {
+                for (int i = 0; i < b.n; i++) {
+                    map.put(b.olds[i], b.news[i]);
+                    if (b.olds[i] > maxOldChunk) maxOldChunk = b.olds[i];
+                }
+            }
         }
     }
 
@@ -327,7 +369,7 @@ public final class PersistentStore {
     public void invalidate() throws IOException {
         valid = false;
         synchronized (this) { map.clear(); }
-        cow.write(0, ByteBuffer.wrap(encodeHeader(new Header(SNAP_MAGIC, 0, DISK_VERSION, chunkSectors, 0), chunkBytes)));
+        cow.write(0, ByteBuffer.wrap(headerChunk(new Header(SNAP_MAGIC, 0, DISK_VERSION, chunkSectors, 0))));
         cow.flush();
     }
 
@@ -342,9 +384,35 @@ public final class PersistentStore {
     /** Sets or clears bow's merge-in-progress marker in the header (ignored by the kernel). */
     public void setMergeMarker(boolean on) throws IOException {
         Header h = Header.fresh(chunkSectors).withMerging(on);
-        cow.write(0, ByteBuffer.wrap(encodeHeader(h, chunkBytes)));
+        cow.write(0, ByteBuffer.wrap(headerChunk(h)));
         cow.flush();
         merging = on;
+    }
+
+    /** The header chunk for {@code h}, carrying the origin record when the store has one. */
+    private byte[] headerChunk(Header h) {
+        byte[] b = encodeHeader(h, chunkBytes);
+        OriginRecord r = originRecord;
+        if (r != null) putOriginRecord(b, r);
+        return b;
+    }
+
+    /** bow's record of the origin this COW protects, or null (a COW made by the kernel or an older bow). */
+    public OriginRecord originRecord() { return originRecord; }
+
+    /** The largest origin chunk that has (or had, before merging) an exception; -1 when none. */
+    public synchronized long maxOldChunk() { return maxOldChunk; }
+
+    /**
+     * Drops the fingerprint from the header, durably, before the snapshot may change (a
+     * writable snapshot): afterwards only the origin size is checked.
+     */
+    public void dropFingerprint() throws IOException {
+        OriginRecord r = originRecord;
+        if (r == null || r.samples() == 0) return;
+        originRecord = r.withoutFingerprint();
+        cow.write(0, ByteBuffer.wrap(headerChunk(Header.fresh(chunkSectors).withMerging(merging))));
+        cow.flush();
     }
 
     /** One run of consecutive exceptions to merge: origin chunks [lastOld-count+1, lastOld] live at COW [lastNew-count+1, lastNew]. */

@@ -61,4 +61,44 @@ class FileBlockDeviceTest {
         }
         FileBlockDevice.open(img, false).close();   // free again once closed
     }
+
+    @Test
+    void theLockSurvivesOtherDescriptorsOfTheFileClosing() throws Exception {
+        Path img = dir.resolve("d.img");
+        FileBlockDevice.createSparse(img, 65536);
+        try (FileBlockDevice first = FileBlockDevice.open(img, false)) {
+            assertThrows(DeviceException.class, () -> FileBlockDevice.open(img, false), "second writer refused");
+            // that refused open closed its descriptors; a POSIX (fcntl) lock would be gone now
+            DeviceException e = assertThrows(DeviceException.class, () -> FileBlockDevice.open(img, false),
+                    "a third writer is still refused after the refused second one");
+            assertTrue(e.getMessage().contains("in use"), e.getMessage());
+            FileBlockDevice.open(img, true).close();      // a reader opening and closing the file
+            Files.readAllBytes(img);                      // any other descriptor, too
+            assertThrows(DeviceException.class, () -> FileBlockDevice.open(img, false), "still refused after readers closed");
+            first.write(0, java.nio.ByteBuffer.wrap(new byte[] {7}));
+        }
+        FileBlockDevice.open(img, false).close();
+    }
+
+    @Test
+    void anotherProcessIsRefusedWhileHeldAndAdmittedAfterClose() throws Exception {
+        Path flock = Path.of("/usr/bin/flock");
+        org.junit.jupiter.api.Assumptions.assumeTrue(Files.isExecutable(flock), "util-linux flock not installed");
+        Path img = dir.resolve("e.img");
+        FileBlockDevice.createSparse(img, 65536);
+        try (FileBlockDevice first = FileBlockDevice.open(img, false)) {
+            assertEquals(1, runFlock(flock, img), "flock -n in another process is refused while bowd holds the device");
+            assertThrows(DeviceException.class, () -> FileBlockDevice.open(img, false));
+            assertEquals(1, runFlock(flock, img), "still refused after a refused second open in this process closed its descriptors");
+            FileBlockDevice.open(img, true).close();
+            assertEquals(1, runFlock(flock, img), "and after a reader closed its descriptor");
+        }
+        assertEquals(0, runFlock(flock, img), "free once closed");
+    }
+
+    private static int runFlock(Path flock, Path img) throws Exception {
+        Process p = new ProcessBuilder(flock.toString(), "-n", "-E", "1", img.toString(), "true").redirectErrorStream(true).start();
+        assertTrue(p.waitFor(20, java.util.concurrent.TimeUnit.SECONDS), "flock hung");
+        return p.exitValue();
+    }
 }

@@ -156,4 +156,57 @@ class LowSpacePolicyTest {
         assertEquals(other, CheckpointRecord.read(rec).orElseThrow());
         assertThrows(IllegalArgumentException.class, () -> LowSpacePolicy.parseAction("panic"));
     }
+
+    /**
+     * close() must not interrupt the poller: a poll may be about to commit, i.e. to do device
+     * I/O, and an interrupt inside FileChannel I/O closes the device for every thread. Here the
+     * poller is caught waiting to enter check() (this thread holds the policy's monitor) when
+     * close() runs; the poll that follows must not run with the interrupt flag set.
+     */
+    @Test
+    void closeNeverInterruptsAPollThatIsUnderWay() throws Exception {
+        BowEngine e = engine();
+        java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger interruptedCalls = new java.util.concurrent.atomic.AtomicInteger();
+        ModeEngine spy = new ModeEngine() {
+            @Override public String mode() { return e.mode(); }
+            @Override public java.util.Map<String, BlockDevice> exports() { return e.exports(); }
+            @Override public EngineStatus status() {
+                calls.incrementAndGet();
+                if (Thread.currentThread().isInterrupted()) interruptedCalls.incrementAndGet();
+                return e.status();
+            }
+            @Override public void startCheckpoint() throws java.io.IOException { e.startCheckpoint(); }
+            @Override public void commit() throws java.io.IOException { e.commit(); }
+            @Override public void close() throws java.io.IOException { e.close(); }
+        };
+        LowSpacePolicy p = new LowSpacePolicy(spy, 0, LowSpacePolicy.Action.COMMIT, null, "mem");
+        p.closeWaitMillis = 300;   // this thread holds the monitor below, so the poll cannot finish while close() waits
+        Thread poller;
+        synchronized (p) {
+            p.start(1);
+            poller = waitForThread("low-space-policy");
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (poller.getState() != Thread.State.BLOCKED) {
+                assertTrue(System.nanoTime() < deadline, "the poller never tried to enter check()");
+                Thread.sleep(1);
+            }
+            p.close();
+        }
+        poller.join(10_000);
+        assertFalse(poller.isAlive(), "the poller stopped after close");
+        assertEquals(0, interruptedCalls.get(), "a poll ran with the interrupt flag set (" + calls.get() + " polls)");
+        assertFalse(p.check(), "a closed policy does nothing");
+    }
+
+    private static Thread waitForThread(String name) throws InterruptedException {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (System.nanoTime() < deadline) {
+            for (Thread t : Thread.getAllStackTraces().keySet()) {
+                if (t.getName().equals(name) && t.isAlive()) return t;
+            }
+            Thread.sleep(1);
+        }
+        return fail("no thread " + name);
+    }
 }

@@ -131,6 +131,11 @@ class PersistentStoreTest {
         byte[] c = cow.snapshot();
         byte[] hdr = new byte[CB];
         handHeader(hdr, 0x70416e53, 1, 1, 1);
+        // bow's origin record after the kernel's 16 bytes (and bow's 4-byte merge marker, 0 here)
+        le(hdr, 20, 0x4f574f42, 4);
+        le(hdr, 24, originImg.length, 8);
+        le(hdr, 32, 8, 4);
+        le(hdr, 36, OriginCheck.record(new MemoryBlockDevice(originImg), 1, true).fingerprint(), 4);
         assertArrayEquals(hdr, Arrays.copyOfRange(c, 0, CB), "header chunk");
         byte[] area = new byte[CB];
         le(area, 0, 5, 8);
@@ -235,5 +240,42 @@ class PersistentStoreTest {
         assertEquals(5, again.exceptionCount());
         assertEquals(0, again.lookup(99));
         assertEquals(0, leLong(cow.snapshot(), CB + 16 * 5 + 8), "terminator after the new entries");
+    }
+
+    /**
+     * The metadata read-ahead must end without interrupting reads still in flight: an
+     * interrupt inside FileChannel I/O closes the COW's channel for everyone (it made offline
+     * rollbacks fail with "FILE: null" and bowd serve EIO on the snapshot export).
+     */
+    @Test
+    void loadingNeverInterruptsReadAheadStillInFlight() throws Exception {
+        MemoryBlockDevice mem = new MemoryBlockDevice(new byte[200 * CB]);
+        PersistentStore.create(mem, 1);   // one empty area: load stops at area 0 while later areas are prefetched
+        java.util.concurrent.atomic.AtomicInteger interrupted = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.atomic.AtomicInteger slowDone = new java.util.concurrent.atomic.AtomicInteger();
+        BlockDevice slow = new BlockDevice() {
+            @Override public long size() { return mem.size(); }
+            @Override public void read(long o, ByteBuffer b) throws IOException {
+                if (o > 2 * CB) {   // prefetch of a later area: slow, like a real disk under load
+                    try {
+                        Thread.sleep(150);
+                    } catch (InterruptedException e) {
+                        interrupted.incrementAndGet();
+                        Thread.currentThread().interrupt();
+                    }
+                    slowDone.incrementAndGet();
+                }
+                mem.read(o, b);
+            }
+            @Override public void write(long o, ByteBuffer b) throws IOException { mem.write(o, b); }
+            @Override public void discard(long o, long l) throws IOException { mem.discard(o, l); }
+            @Override public void flush() throws IOException { mem.flush(); }
+        };
+        PersistentStore s = PersistentStore.load(slow, 0, null);
+        assertNotNull(s);
+        assertEquals(0, s.exceptionCount());
+        Thread.sleep(400);   // let anything still running finish (or be interrupted) before looking
+        assertEquals(0, interrupted.get(), "a read-ahead read was interrupted when loading ended");
+        assertTrue(slowDone.get() > 0, "no read-ahead was in flight; the test proved nothing");
     }
 }
