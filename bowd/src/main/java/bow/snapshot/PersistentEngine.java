@@ -173,6 +173,7 @@ public final class PersistentEngine implements ModeEngine {
             store = PersistentStore.create(cow, cs, OriginCheck.record(origin, cs, !options.snapshotWritable()));
             overflowed = false;
             mergeFailed = false;
+            fenced = null;
             lastError = "";
             mergeDone.set(0);
             mergeTotal.set(0);
@@ -192,7 +193,7 @@ public final class PersistentEngine implements ModeEngine {
             store.drop();
             store = null;
             overflowed = false;
-            state = State.NO_SNAPSHOT;
+            state = State.NO_SNAPSHOT; fenced = null;
         } finally {
             lifecycle.writeLock().unlock();
         }
@@ -209,8 +210,8 @@ public final class PersistentEngine implements ModeEngine {
             try {
                 if (state == State.INVALID) throw new IllegalStateException("the snapshot is invalid (COW overflowed or failed): it cannot be rolled back");
                 if (state == State.NO_SNAPSHOT) throw new IllegalStateException("no checkpoint to roll back");
-                if (state == State.MERGING && mergeFailed) {
-                    // after a failed or interrupted merge, trust only what is on disk
+                if ((state == State.MERGING && mergeFailed) || (state == State.CHECKPOINT && fenced != null)) {
+                    // after a failed or interrupted merge, or a failed copy-out, trust only what is on disk
                     store = PersistentStore.load(cow, 0, log::warn);
                     if (store == null) {
                         state = State.NO_SNAPSHOT;
@@ -252,7 +253,7 @@ public final class PersistentEngine implements ModeEngine {
             lifecycle.writeLock().lock();
             try {
                 store = null;
-                state = State.NO_SNAPSHOT;
+                state = State.NO_SNAPSHOT; fenced = null;
             } finally {
                 lifecycle.writeLock().unlock();
             }
@@ -315,7 +316,29 @@ public final class PersistentEngine implements ModeEngine {
         state = State.INVALID;
     }
 
+    /**
+     * Set when a copy-out failed other than by a full COW (an I/O error, or any
+     * Error): from then on no origin or snapshot write is acknowledged, so the
+     * snapshot on disk stays exact and can be merged back (offline, or online from
+     * the metadata on disk). A full COW invalidates instead, as the kernel does.
+     */
+    private volatile String fenced;
+
+    private void checkNotFenced() throws DeviceException {
+        String f = fenced;
+        if (f != null) throw new DeviceException(Errno.EIO, "writes refused: " + f + "; roll back or commit");
+    }
+
+    private void fence(String why, Throwable cause) {
+        synchronized (this) {
+            if (fenced == null) fenced = why;
+        }
+        lastError = "writes refused: " + why;
+        log.error("copy-out failed, refusing further writes (the snapshot on disk is intact): {}", why, cause);
+    }
+
     private void originWrite(long offset, ByteBuffer src) throws IOException {
+        if (state == State.CHECKPOINT) checkNotFenced();
         PersistentStore s = store;
         int cb = s.chunkBytes();
         long first = offset / cb, last = (offset + src.remaining() - 1) / cb;
@@ -352,10 +375,18 @@ public final class PersistentEngine implements ModeEngine {
                 i = j;
             }
             s.commit(olds, news, m);
-        } catch (IOException e) {
-            // The kernel invalidates the snapshot and lets the origin write through; we do the
-            // same, but only once valid = 0 is on disk, so a snapshot never silently lies.
-            invalidate(DeviceException.errnoOf(e) == Errno.ENOSPC ? "COW device is full" : "COW write failed: " + e.getMessage());
+        } catch (Throwable e) {
+            if (e instanceof IOException io && DeviceException.errnoOf(io) == Errno.ENOSPC) {
+                // A full COW: the kernel invalidates the snapshot and lets the origin write
+                // through; we do the same, but only once valid = 0 is on disk.
+                invalidate("COW device is full");
+                return;
+            }
+            // Anything else: this origin write is refused and so is every later one; the
+            // snapshot keeps what is durable, which covers every write acknowledged so far.
+            String why = "COW copy-out failed: " + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage());
+            fence(why, e);
+            throw new DeviceException(Errno.EIO, why, e);
         }
     }
 
@@ -421,6 +452,7 @@ public final class PersistentEngine implements ModeEngine {
 
     private void snapshotWrite(long offset, ByteBuffer src) throws IOException {
         if (!options.snapshotWritable()) throw new DeviceException(Errno.EPERM, "the snapshot is read-only (start with --snapshot-writable)");
+        checkNotFenced();
         PersistentStore s = store;
         if (state != State.CHECKPOINT || s == null || !s.isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
         int cb = s.chunkBytes();

@@ -304,6 +304,11 @@ public final class PersistentStore {
                 } catch (IOException e) {
                     valid = false; // like the kernel: a failed metadata write kills the snapshot
                     err = e;
+                } catch (Throwable t) {
+                    // An Error (out of memory) too: the committer slot must be given back, or
+                    // every later commit would wait for it forever.
+                    valid = false;
+                    err = new IOException("metadata commit failed: " + t, t);
                 } finally {
                     commitLock.lock();
                 }
