@@ -1,11 +1,9 @@
 package bow.ctl;
 
-import bow.testing.HostTools;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
-import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -27,27 +25,18 @@ import static org.junit.jupiter.api.Assertions.*;
 class MultiConnRaceTest {
     static final int ROUNDS = Integer.getInteger("bow.test.multiconn.rounds", 2);
     static final long SIZE = 128L << 20, USED = 64L << 20;
-    static final String PYTHON = "/usr/bin/python3";
 
     @TempDir Path dir;
     BowdProcess bowd;
 
     @AfterEach
     void tearDown() throws Exception {
-        if (bowd != null && bowd.process.isAlive()) {
-            bowd.process.destroyForcibly();
-            bowd.process.waitFor(10, TimeUnit.SECONDS);
-        }
+        LibnbdScript.stop(bowd);
     }
 
     @Test
     void fillTrimAndOverwriteOnFourConnections() throws Exception {
-        HostTools.require(Files.isExecutable(Path.of(PYTHON)) && HostTools.run(List.of(PYTHON, "-c", "import nbd")).code() == 0,
-                "python3-libnbd (import nbd with " + PYTHON + ") is needed");
-        Path script = dir.resolve("multiconn.py");
-        try (InputStream in = MultiConnRaceTest.class.getResourceAsStream("/multiconn.py")) {
-            Files.copy(in, script);
-        }
+        Path script = LibnbdScript.install(dir);
         for (int round = 0; round < ROUNDS; round++) {
             Path img = dir.resolve("disk" + round + ".img");
             byte[] start = new byte[(int) SIZE];
@@ -60,10 +49,10 @@ class MultiConnRaceTest {
             String uri = "nbd+unix:///?socket=" + bowd.nbd;
             long freeAt = USED, freeLen = 32L << 20;
             List<Process> clients = new ArrayList<>();
-            clients.add(client(script, uri, "fill", freeAt, freeLen, 65536, 6, round * 10 + 1));
-            clients.add(client(script, uri, "trim", freeAt, freeLen, 65536, 150, round * 10 + 2));
-            clients.add(client(script, uri, "scatter", 0, 32L << 20, 4096, 1, round * 10 + 3));
-            clients.add(client(script, uri, "scatter", 16L << 20, 32L << 20, 4096, 1, round * 10 + 4));
+            clients.add(LibnbdScript.start(script, uri, "fill", freeAt, freeLen, 65536, 6, round * 10 + 1));
+            clients.add(LibnbdScript.start(script, uri, "trim", freeAt, freeLen, 65536, 150, round * 10 + 2));
+            clients.add(LibnbdScript.start(script, uri, "scatter", 0, 32L << 20, 4096, 1, round * 10 + 3));
+            clients.add(LibnbdScript.start(script, uri, "scatter", 16L << 20, 32L << 20, 4096, 1, round * 10 + 4));
             for (Process p : clients) {
                 assertTrue(p.waitFor(300, TimeUnit.SECONDS), "client hangs");
                 String out = new String(p.getInputStream().readAllBytes());
@@ -82,9 +71,4 @@ class MultiConnRaceTest {
         }
     }
 
-    private Process client(Path script, String uri, String mode, long off, long len, int unit, int passes, long seed)
-            throws Exception {
-        return new ProcessBuilder(PYTHON, script.toString(), uri, mode, "" + off, "" + len, "" + unit, "" + passes, "" + seed)
-                .redirectErrorStream(true).start();
-    }
 }

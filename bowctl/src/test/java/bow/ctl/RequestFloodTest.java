@@ -1,12 +1,10 @@
 package bow.ctl;
 
-import bow.testing.HostTools;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
 import java.nio.ByteBuffer;
@@ -30,7 +28,6 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class RequestFloodTest {
     static final long SIZE = 64L << 20, USED = 32L << 20;
-    static final String PYTHON = "/usr/bin/python3";
 
     @TempDir Path dir;
     BowdProcess bowd;
@@ -39,20 +36,12 @@ class RequestFloodTest {
     @AfterEach
     void tearDown() throws Exception {
         for (SocketChannel c : flood) c.close();
-        if (bowd != null && bowd.process.isAlive()) {
-            bowd.process.destroyForcibly();
-            bowd.process.waitFor(10, TimeUnit.SECONDS);
-        }
+        LibnbdScript.stop(bowd);
     }
 
     @Test
     void twoHundredLargeWritesNeitherExhaustTheHeapNorCostTheRollback() throws Exception {
-        HostTools.require(Files.isExecutable(Path.of(PYTHON)) && HostTools.run(List.of(PYTHON, "-c", "import nbd")).code() == 0,
-                "python3-libnbd (import nbd with " + PYTHON + ") is needed");
-        Path script = dir.resolve("multiconn.py");
-        try (InputStream in = RequestFloodTest.class.getResourceAsStream("/multiconn.py")) {
-            Files.copy(in, script);
-        }
+        Path script = LibnbdScript.install(dir);
         Path img = dir.resolve("disk.img");
         byte[] start = new byte[(int) SIZE];
         new Random(42).nextBytes(start);
@@ -68,8 +57,7 @@ class RequestFloodTest {
         assertTrue(m.find(), during.toString());
         assertTrue(Integer.parseInt(m.group(1)) >= 200, "the flood is connected: " + during.out());
         // A real client overwrites data blocks meanwhile (each write needs a backup).
-        Process client = new ProcessBuilder(PYTHON, script.toString(), "nbd+unix:///?socket=" + bowd.nbd, "scatter",
-                "0", "" + (8L << 20), "4096", "1", "7").redirectErrorStream(true).start();
+        Process client = LibnbdScript.start(script, "nbd+unix:///?socket=" + bowd.nbd, "scatter", 0, 8L << 20, 4096, 1, 7);
         assertTrue(client.waitFor(300, TimeUnit.SECONDS), "the real client hangs");
         String out = new String(client.getInputStream().readAllBytes());
         assertTrue(client.exitValue() == 0 || out.contains("Cannot allocate memory"), "real client:\n" + out);

@@ -6,7 +6,6 @@ import bow.blockdev.MemoryBlockDevice;
 import bow.blockdev.testing.JitterDevice;
 import bow.blockdev.testing.PowerCutDevice;
 import bow.bowlog.LogBlock;
-import bow.restore.Restore;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -18,7 +17,6 @@ import java.util.Random;
 import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.atomic.AtomicLong;
 
-import static bow.bowmode.BowTestSupport.assertEqualOutside;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -266,22 +264,8 @@ class BowEngineConcurrentTest {
                 what, checkedSectors.get(), cutsMidWorkload.get(), resumesChecked.get());
     }
 
-    /** Rolls back the durable image offline, with up to two more cuts during the rollback. */
     static void assertRollbackExact(Run run, String when) throws Exception {
-        byte[] image = run.disk.durableImage();
-        Random r = new Random(run.seed ^ 0x5eed);
-        for (int cut = 0; cut < 2 && LogBlock.looksLikeLog(Arrays.copyOf(image, 4)); cut++) {
-            PowerCutDevice dev = new PowerCutDevice(image);
-            dev.armCrashAfterOps(r.nextInt(80), r);
-            try {
-                new Restore(dev, "crashed").run();
-            } catch (IOException e) {
-                assertTrue(dev.isDead(), () -> "seed " + run.seed + ": rollback failed without a power cut: " + e);
-            }
-            image = dev.durableImage();
-        }
-        if (LogBlock.looksLikeLog(Arrays.copyOf(image, 4))) image = BowTestSupport.rolledBack(image);
-        assertEqualOutside(run.start, image, run.free, "seed " + run.seed + ", " + when);
+        BowTestSupport.assertRollbackWithCutsExact(run.disk, run.start, run.free, run.seed, when);
     }
 
     @Test

@@ -1,17 +1,12 @@
 package bow.bowmode;
 
 import bow.blockdev.testing.PowerCutDevice;
-import bow.bowlog.LogBlock;
-import bow.restore.Restore;
 import org.junit.jupiter.api.Test;
 
-import java.io.IOException;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
 
-import static bow.bowmode.BowTestSupport.assertEqualOutside;
-import static bow.bowmode.BowTestSupport.rolledBack;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
@@ -77,20 +72,7 @@ class BowEngineCrashTest {
      * rollback too (up to twice) and running it again, as a recovery would.
      */
     static void checkRollback(Setup s, long seed, String when) throws Exception {
-        byte[] image = s.disk.durableImage();
-        Random r = new Random(seed ^ 0x5eed);
-        for (int cut = 0; cut < 2 && LogBlock.looksLikeLog(Arrays.copyOf(image, 4)); cut++) {
-            PowerCutDevice dev = new PowerCutDevice(image);
-            dev.armCrashAfterOps(r.nextInt(60), r);
-            try {
-                new Restore(dev, "crashed").run();
-            } catch (IOException e) {
-                assertTrue(dev.isDead(), () -> "rollback failed without a power cut: " + e);
-            }
-            image = dev.durableImage();
-        }
-        if (LogBlock.looksLikeLog(Arrays.copyOf(image, 4))) image = rolledBack(image);
-        assertEqualOutside(s.start, image, s.free, "seed " + seed + ", " + when);
+        BowTestSupport.assertRollbackWithCutsExact(s.disk, s.start, s.free, seed, when);
     }
 
     @Test

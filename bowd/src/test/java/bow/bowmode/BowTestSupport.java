@@ -46,4 +46,27 @@ final class BowTestSupport {
         new Restore(dev, "test image").run();
         return dev.snapshot();
     }
+
+    /**
+     * Rolls back the durable image of {@code disk} with the offline tool, cutting
+     * power during the rollback too (up to twice) and running it again, as a
+     * recovery would; then asserts the start image outside the free ranges.
+     */
+    static void assertRollbackWithCutsExact(bow.blockdev.testing.PowerCutDevice disk, byte[] start, List<long[]> free,
+                                            long seed, String when) throws Exception {
+        byte[] image = disk.durableImage();
+        java.util.Random r = new java.util.Random(seed ^ 0x5eed);
+        for (int cut = 0; cut < 2 && bow.bowlog.LogBlock.looksLikeLog(java.util.Arrays.copyOf(image, 4)); cut++) {
+            bow.blockdev.testing.PowerCutDevice dev = new bow.blockdev.testing.PowerCutDevice(image);
+            dev.armCrashAfterOps(r.nextInt(80), r);
+            try {
+                new Restore(dev, "crashed").run();
+            } catch (java.io.IOException e) {
+                if (!dev.isDead()) fail("seed " + seed + ": rollback failed without a power cut: " + e);
+            }
+            image = dev.durableImage();
+        }
+        if (bow.bowlog.LogBlock.looksLikeLog(java.util.Arrays.copyOf(image, 4))) image = rolledBack(image);
+        assertEqualOutside(start, image, free, "seed " + seed + ", " + when);
+    }
 }
