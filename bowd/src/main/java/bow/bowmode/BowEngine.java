@@ -326,9 +326,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         if (first >= end) return;
         synchronized (mapLock) {
             List<long[]> changed = new ArrayList<>();
-            map.forEachIn(first, end, (s, e, t) -> {
-                if (t == RangeType.CHANGED) changed.add(new long[] {s, e});
-            });
+            map.forEachOfTypeIn(first, end, RangeType.CHANGED, (s, e, t) -> changed.add(new long[] {s, e}));
             // A block some request is using stays as it is (its write may still land).
             List<long[]> unclaimed = new ArrayList<>();
             for (long[] run : changed) busy.forEachUnclaimed(run[0], run[1], (s, e, t) -> unclaimed.add(new long[] {s, e}));

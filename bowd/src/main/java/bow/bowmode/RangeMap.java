@@ -27,6 +27,8 @@ public final class RangeMap {
         final byte[] types = new byte[CAPACITY];
         int n;
         int freeRuns;
+        /** Runs of each type that start in this chunk: a walk for one type skips chunks without it. */
+        final int[] runsOf = new int[RangeType.VALUES.length];
     }
 
     private final long blocks;
@@ -158,6 +160,29 @@ public final class RangeMap {
         }
     }
 
+    /**
+     * Calls {@code visitor} for each run of {@code type} that overlaps [from, to),
+     * clipped to it, skipping whole chunks that hold no such run: a discard of the
+     * whole device looks only where changed blocks are. The visitor must not change
+     * the map (collect, then change).
+     */
+    public void forEachOfTypeIn(long from, long to, RangeType type, RunVisitor visitor) {
+        if (from >= to) return;
+        int t = type.ordinal();
+        long startKey = chunks.floorKey(from);
+        for (Chunk c : chunks.subMap(startKey, true, to, false).values()) {
+            if (c.runsOf[t] == 0) continue;
+            for (int i = 0; i < c.n; i++) {
+                if (c.types[i] != t) continue;
+                long s = c.starts[i];
+                if (s >= to) return;
+                long e = nextBoundary(c, i);
+                if (e <= from) continue;
+                visitor.run(Math.max(s, from), Math.min(e, to), type);
+            }
+        }
+    }
+
     @FunctionalInterface
     public interface RunVisitor {
         void run(long start, long end, RangeType type);
@@ -187,6 +212,8 @@ public final class RangeMap {
         int i = Arrays.binarySearch(c.starts, 0, c.n, pos);
         if (i >= 0) {
             if (c.types[i] == RangeType.FREE.ordinal()) freeDelta(c, -1);
+            c.runsOf[c.types[i]]--;
+            c.runsOf[type.ordinal()]++;
             c.types[i] = (byte) type.ordinal();
             if (type == RangeType.FREE) freeDelta(c, +1);
             return;
@@ -209,6 +236,7 @@ public final class RangeMap {
         c.types[at] = (byte) type.ordinal();
         c.n++;
         ranges++;
+        c.runsOf[type.ordinal()]++;
         if (type == RangeType.FREE) freeDelta(c, +1);
     }
 
@@ -222,7 +250,11 @@ public final class RangeMap {
         right.key = right.starts[0];
         c.n = half;
         int freeMoved = 0;
-        for (int i = 0; i < moved; i++) if (right.types[i] == RangeType.FREE.ordinal()) freeMoved++;
+        for (int i = 0; i < moved; i++) {
+            if (right.types[i] == RangeType.FREE.ordinal()) freeMoved++;
+            right.runsOf[right.types[i]]++;
+            c.runsOf[right.types[i]]--;
+        }
         right.freeRuns = freeMoved;
         c.freeRuns -= freeMoved;
         if (c.freeRuns == 0) chunksWithFree.remove(c.key);
@@ -255,7 +287,10 @@ public final class RangeMap {
 
     private void removeIndexes(Chunk c, int lo, int hi) {
         int freeGone = 0;
-        for (int i = lo; i < hi; i++) if (c.types[i] == RangeType.FREE.ordinal()) freeGone++;
+        for (int i = lo; i < hi; i++) {
+            if (c.types[i] == RangeType.FREE.ordinal()) freeGone++;
+            c.runsOf[c.types[i]]--;
+        }
         System.arraycopy(c.starts, hi, c.starts, lo, c.n - hi);
         System.arraycopy(c.types, hi, c.types, lo, c.n - hi);
         c.n -= hi - lo;

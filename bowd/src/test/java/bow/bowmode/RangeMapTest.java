@@ -100,6 +100,13 @@ class RangeMapTest {
                 org.junit.jupiter.api.Assertions.assertArrayEquals(walk.stream().mapToLong(Long::longValue).toArray(), got,
                         "round " + round + ", " + t);
             }
+            for (RangeType t : RangeType.VALUES) {
+                long fa = r.nextInt((int) n), fb = Math.min(n, fa + 1 + r.nextInt((int) n));
+                java.util.List<String> want = new java.util.ArrayList<>(), got = new java.util.ArrayList<>();
+                m.forEachIn(fa, fb, (s, e, ty) -> { if (ty == t) want.add(s + "-" + e); });
+                m.forEachOfTypeIn(fa, fb, t, (s, e, ty) -> got.add(s + "-" + e));
+                org.junit.jupiter.api.Assertions.assertEquals(want, got, "round " + round + ", runs of " + t);
+            }
             java.util.List<long[]> in = new java.util.ArrayList<>();
             long a = r.nextInt((int) n), b = Math.min(n, a + 1 + r.nextInt((int) n));
             m.forEachIn(a, b, (s, e, ty) -> in.add(new long[] {s, e, ty.ordinal()}));
