@@ -58,7 +58,7 @@ public final class NbdServer implements Closeable {
         // are counted for the in-flight window of several connections, not for the CPUs: a write
         // waiting for its backup to be durable must not keep the next one from joining the group.
         int workers = 256;
-        int maxInFlightRequests = 16;
+        int maxInFlightRequests = 64;
         int maxInFlightBytes = 64 << 20;
         int minimumBlockSize = 512;
         int preferredBlockSize = 4096;
