@@ -30,6 +30,8 @@ public final class Bowctl implements Runnable {
     }
 
     public static void main(String[] args) {
+        Integer fast = FastPath.tryRun(args);
+        if (fast != null) System.exit(fast);
         System.exit(commandLine().execute(args));
     }
 }

@@ -58,6 +58,10 @@ final class LogCommitter {
     private volatile IOException failure;
 
     private final ReentrantLock commitLock = new ReentrantLock();
+    /** Waiters sleep on it until a commit ends; guards {@code committing}. */
+    private final Object signal = new Object();
+    /** A leader is committing (set and cleared under {@code signal}). */
+    private boolean committing;
     private final LogBlock log;          // guarded by commitLock
     private volatile int count;
     private volatile long sequence;
@@ -91,12 +95,49 @@ final class LogCommitter {
         }
     }
 
-    /** Returns once everything queued up to {@code ticket} is on stable storage. */
+    /**
+     * Returns once everything queued up to {@code ticket} is on stable storage. Waiters
+     * sleep until a commit ends, then all whose tickets it covered return at once; one of
+     * the others becomes the next leader and commits everything queued by then. (Waiting
+     * on the commit lock instead would keep a writer whose entries are already durable
+     * queued behind the next group's flushes, and shrink the groups.)
+     */
     void awaitDurable(long ticket) throws IOException {
+        boolean interrupted = false;
+        try {
+            synchronized (signal) {
+                while (true) {
+                    if (failure != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + failure.getMessage(), failure);
+                    if (durable >= ticket) return;
+                    if (!committing) {
+                        committing = true;   // the leader: commits below, outside the monitor
+                        break;
+                    }
+                    try {
+                        signal.wait();
+                    } catch (InterruptedException e) {
+                        interrupted = true;   // the commit is not abandoned halfway
+                    }
+                }
+            }
+            try {
+                commitQueued();
+            } finally {
+                synchronized (signal) {
+                    committing = false;
+                    signal.notifyAll();
+                }
+            }
+        } finally {
+            if (interrupted) Thread.currentThread().interrupt();
+        }
+    }
+
+    /** The leader's part: everything queued so far, with two flushes; under the commit lock. */
+    private void commitQueued() throws IOException {
         commitLock.lock();
         try {
             if (failure != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + failure.getMessage(), failure);
-            if (durable >= ticket) return;
             List<LogEntry> batch;
             long sector0;
             long upto;

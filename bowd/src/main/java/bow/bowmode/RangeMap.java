@@ -89,6 +89,7 @@ public final class RangeMap {
         }
         if (from == to) return;
         modCount++;
+        if (setWithinChunk(from, to, type)) return;
         // Account the blocks that change type.
         long pos = from;
         while (pos < to) {
@@ -107,6 +108,57 @@ public final class RangeMap {
             if (atTo == type) remove(to); else put(to, atTo);
         }
         if (from > 0 && typeAt(from - 1) == type) remove(from);
+    }
+
+    /**
+     * The common case of {@link #set} in one tree lookup: the block before {@code from}, the
+     * range and the block at {@code to} all lie in one chunk that has room for two more
+     * boundaries. Rewrites the chunk's boundaries in [from, to] in place; false (nothing
+     * changed) when the case does not apply.
+     */
+    private boolean setWithinChunk(long from, long to, RangeType type) {
+        Chunk c = chunks.floorEntry(from).getValue();
+        int n = c.n;
+        if (from <= c.key || c.starts[n - 1] < to || n + 2 > CAPACITY) return false;
+        long[] st = c.starts;
+        byte[] ty = c.types;
+        int i = indexOf(c, from);          // the run holding from
+        int j = indexOf(c, to);            // the run holding to (to < blocks: a boundary is at or past it)
+        for (int k = i; k <= j; k++) {
+            long s = Math.max(st[k], from);
+            long e = k < j ? st[k + 1] : to;
+            if (e > s) blocksOfType[ty[k]] -= e - s;
+        }
+        blocksOfType[type.ordinal()] += to - from;
+        byte t = (byte) type.ordinal();
+        byte atTo = ty[j];
+        byte before = st[i] < from ? ty[i] : ty[i - 1];   // i >= 1 when st[i] == from > key
+        int a = st[i] < from ? i + 1 : i;                 // first boundary >= from
+        int b = j + 1;                                    // first boundary > to
+        int m = (before != t ? 1 : 0) + (atTo != t ? 1 : 0);
+        byte free = (byte) RangeType.FREE.ordinal();
+        int freeDelta = 0;
+        for (int k = a; k < b; k++) if (ty[k] == free) freeDelta--;
+        System.arraycopy(st, b, st, a + m, n - b);
+        System.arraycopy(ty, b, ty, a + m, n - b);
+        int w = a;
+        if (before != t) {
+            st[w] = from;
+            ty[w++] = t;
+            if (t == free) freeDelta++;
+        }
+        if (atTo != t) {
+            st[w] = to;
+            ty[w] = atTo;
+            if (atTo == free) freeDelta++;
+        }
+        c.n = n + m - (b - a);
+        ranges += m - (b - a);
+        int oldFree = c.freeRuns;
+        c.freeRuns += freeDelta;
+        if (oldFree == 0 && c.freeRuns > 0) chunksWithFree.add(c.key);
+        else if (oldFree > 0 && c.freeRuns == 0) chunksWithFree.remove(c.key);
+        return true;
     }
 
     /** The runs of one type as block ranges {start, end, start, end, ...}, in order; no boxing. */

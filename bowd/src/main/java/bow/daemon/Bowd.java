@@ -1,6 +1,7 @@
 package bow.daemon;
 
 import bow.blockdev.BlockDevice;
+import bow.blockdev.CountingDevice;
 import bow.blockdev.FileBlockDevice;
 import bow.bowmode.BowEngine;
 import bow.bowmode.CheckpointPresentException;
@@ -122,6 +123,7 @@ public final class Bowd implements Callable<Integer> {
     @CommandLine.Spec CommandLine.Model.CommandSpec spec;
 
     private final List<BlockDevice> opened = new ArrayList<>();
+    private final java.util.Map<String, CountingDevice> counters = new java.util.LinkedHashMap<>();
 
     @Override
     public Integer call() throws Exception {
@@ -168,7 +170,7 @@ public final class Bowd implements Callable<Integer> {
             closeDevices();
             return 1;
         }
-        engine = new PathDetailsEngine(engine, device, cow);
+        engine = new PathDetailsEngine(engine, device, cow, counters);
         if (lowSpaceThreshold != null) {
             LowSpacePolicy policy = new LowSpacePolicy(engine, lowSpaceThreshold, lowSpace,
                     CheckpointRecord.resolve(record), device.toAbsolutePath().toString());
@@ -228,7 +230,7 @@ public final class Bowd implements Callable<Integer> {
         switch (mode) {
             case "bow" -> {
                 if (cow != null) throw new IllegalArgumentException("--cow is for --mode persistent");
-                FileBlockDevice dev = open(device);
+                BlockDevice dev = counted(open(device), "device");
                 String name = device.toString();
                 if (resume) return BowEngine.resume(dev, name, freeMap);
                 BowEngine eng = force ? BowEngine.openIgnoringLog(dev, name, blockSize) : BowEngine.open(dev, name, blockSize);
@@ -237,11 +239,18 @@ public final class Bowd implements Callable<Integer> {
             case "persistent" -> {
                 if (cow == null) throw new IllegalArgumentException("--mode persistent needs --cow PATH");
                 if (force || resume) throw new IllegalArgumentException("--force and --resume are for --mode bow");
-                return PersistentEngine.open(open(device), open(cow),
+                return PersistentEngine.open(counted(open(device), "device"), counted(open(cow), "cow"),
                         new PersistentEngine.Options(chunkSize, overflow, snapshotWritable));
             }
             default -> throw new IllegalArgumentException("unknown --mode " + mode + " (bow or persistent)");
         }
+    }
+
+    /** The bottom device with its I/O counted, for the status details (io_flushes and the like). */
+    private BlockDevice counted(FileBlockDevice d, String role) {
+        CountingDevice c = new CountingDevice(d);
+        counters.put(role, c);
+        return c;
     }
 
     private FileBlockDevice open(Path p) throws IOException {

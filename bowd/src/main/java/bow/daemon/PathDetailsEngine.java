@@ -1,6 +1,7 @@
 package bow.daemon;
 
 import bow.blockdev.BlockDevice;
+import bow.blockdev.CountingDevice;
 import bow.engine.ModeEngine;
 
 import java.io.IOException;
@@ -19,7 +20,19 @@ public final class PathDetailsEngine implements ModeEngine {
     private final Path device;
     private final Path cow;
 
+    private final Map<String, CountingDevice> counters;
+
     public PathDetailsEngine(ModeEngine engine, Path device, Path cow) {
+        this(engine, device, cow, Map.of());
+    }
+
+    /**
+     * Also reports the I/O counts of the bottom devices: {@code io_flushes}, {@code io_writes},
+     * {@code io_reads} (all devices together) and the same per device role ({@code device_flushes},
+     * {@code cow_flushes}, ...), so a benchmark can tell the flushes per backed-up write.
+     */
+    public PathDetailsEngine(ModeEngine engine, Path device, Path cow, Map<String, CountingDevice> counters) {
+        this.counters = Map.copyOf(counters);
         this.engine = engine;
         this.device = device.toAbsolutePath();
         this.cow = cow == null ? null : cow.toAbsolutePath();
@@ -34,6 +47,20 @@ public final class PathDetailsEngine implements ModeEngine {
         Map<String, String> d = new LinkedHashMap<>(s.details());
         d.put("device_path", device.toString());
         if (cow != null) d.put("cow_path", cow.toString());
+        if (!counters.isEmpty()) {
+            long f = 0, w = 0, r = 0;
+            for (Map.Entry<String, CountingDevice> e : new java.util.TreeMap<>(counters).entrySet()) {
+                CountingDevice c = e.getValue();
+                d.put(e.getKey() + "_flushes", Long.toString(c.flushes()));
+                d.put(e.getKey() + "_writes", Long.toString(c.writes()));
+                f += c.flushes();
+                w += c.writes();
+                r += c.reads();
+            }
+            d.put("io_flushes", Long.toString(f));
+            d.put("io_writes", Long.toString(w));
+            d.put("io_reads", Long.toString(r));
+        }
         return new EngineStatus(s.mode(), s.state(), s.device(), s.deviceSize(), s.blockSize(), s.freeBytes(),
                 s.backedUpBytes(), s.logSequence(), s.logEntries(), s.rangeCount(), d);
     }

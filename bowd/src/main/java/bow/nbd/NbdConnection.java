@@ -14,8 +14,7 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.LinkedBlockingQueue;
-import java.util.concurrent.RejectedExecutionException;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 
@@ -23,9 +22,12 @@ import static bow.nbd.NbdProtocol.*;
 
 /**
  * One client connection: the handshake, then the transmission phase. The
- * connection's own thread reads options and requests; device work runs on the
- * server's worker pool; a writer thread sends replies one whole message at a
- * time, so replies of concurrent requests never interleave on the wire.
+ * connection's own thread runs the handshake. In transmission, threads of the
+ * connection (its own, and more started as requests overlap, up to the in-flight
+ * limit) take turns at the read lock to read one request with its payload, then
+ * each runs its request and sends the reply under the write lock (one whole
+ * message in one gathering write), so replies of concurrent requests never
+ * interleave on the wire and no request passes between threads.
  */
 final class NbdConnection implements Runnable {
     private static final Logger log = LoggerFactory.getLogger(NbdConnection.class);
@@ -42,6 +44,8 @@ final class NbdConnection implements Runnable {
     private final String where;
     private final CountDownLatch ended = new CountDownLatch(1);
     private final ByteBuffer small = ByteBuffer.allocate(8);
+    /** The request header, read under the read lock; direct, so reading it needs no copy. */
+    private final ByteBuffer header = ByteBuffer.allocateDirect(REQUEST_HEADER_SIZE);
 
     // Negotiated in the handshake.
     private boolean noZeroes;
@@ -54,8 +58,17 @@ final class NbdConnection implements Runnable {
     // Transmission phase.
     private Semaphore slots;
     private Semaphore bytes;
-    private final LinkedBlockingQueue<Reply> replies = new LinkedBlockingQueue<>();
     private volatile boolean broken;
+    /** Taken by the one thread that reads the next request (header and payload). */
+    private final ReentrantLock readLock = new ReentrantLock();
+    /** Taken to send one whole reply. */
+    private final ReentrantLock writeLock = new ReentrantLock();
+    /** Set under the read lock when the request stream ended (disconnect, EOF, violation, error). */
+    private boolean readingDone;
+    /** Why reading stopped, when it was not a clean end; thrown from {@link #transmission()}. */
+    private Throwable readFailure;
+    /** Threads started beyond the connection's own; guarded by the read lock. */
+    private final List<Thread> helpers = new java.util.ArrayList<>();
 
     // Deadlines (enforced by the server's deadline task) and eviction.
     /** What the reader does: the client timeout applies to HANDSHAKE (whole) and READING (one request). */
@@ -71,14 +84,15 @@ final class NbdConnection implements Runnable {
      * One reply message, plus the payload bytes it held against the in-flight budgets
      * (this connection's and the server's) and how many of those were allocated.
      */
-    private record Reply(ByteBuffer[] buffers, int bytesHeld, int allocated) {
-        Reply(ByteBuffer[] buffers, int bytesHeld) { this(buffers, bytesHeld, 0); }
+    private record Reply(ByteBuffer[] buffers, int bytesHeld, int allocated, ByteBuffer pooled) {
+        Reply(ByteBuffer[] buffers, int bytesHeld) { this(buffers, bytesHeld, 0, null); }
     }
 
-    private static final Reply END = new Reply(new ByteBuffer[0], 0);
-
-    /** A request that passed validation, on its way to a worker. */
+    /** A request that passed validation, to run on the thread that read it. */
     private record Request(int type, int flags, long cookie, long offset, long length, ByteBuffer payload, int bytesHeld) {}
+
+    /** What one read gave: a request to run, or a reply to send at once (an error). */
+    private record Work(Request request, Reply reply) {}
 
     private void enter(Phase p) {
         phaseSince = System.nanoTime();
@@ -395,58 +409,124 @@ final class NbdConnection implements Runnable {
         NbdServer.Options o = server.options;
         slots = new Semaphore(o.maxInFlightRequests);
         bytes = new Semaphore(o.maxInFlightBytes);
-        Thread writer = new Thread(this::writeReplies, "nbd-conn-" + id + "-writer");
-        writer.setDaemon(true);
-        writer.start();
-        ByteBuffer header = ByteBuffer.allocate(REQUEST_HEADER_SIZE);
-        try {
-            while (true) {
-                header.clear();
-                enter(Phase.IDLE);
-                if (!readHeader(header)) {
-                    log.debug("connection {}: client closed without NBD_CMD_DISC", id);
-                    break;
-                }
-                header.flip();
-                int magic = header.getInt();
-                if (magic != REQUEST_MAGIC) {
-                    throw new ProtocolViolation(String.format("bad request magic 0x%08x", magic));
-                }
-                int flags = header.getShort() & 0xffff;
-                int type = header.getShort() & 0xffff;
-                long cookie = header.getLong();
-                long offset = header.getLong();
-                long length = header.getInt() & 0xffffffffL;
-                if (type == CMD_DISC) {
-                    log.debug("connection {}: client disconnects", id);
-                    break;
-                }
-                lastActive = System.nanoTime();
-                // Held back (no deadline of ours) while the client has its share in flight.
-                enter(Phase.HELD);
-                slots.acquireUninterruptibly();
-                boolean queued = false;
-                try {
-                    request(type, flags, cookie, offset, length);
-                    queued = true;
-                } finally {
-                    if (!queued) slots.release();
-                }
-            }
-        } finally {
-            // Requests in flight finish and their replies go out before the socket closes.
-            slots.acquireUninterruptibly(o.maxInFlightRequests);
-            replies.add(END);
+        serve();
+        // Requests in flight finish and their replies go out before the socket closes.
+        while (true) {
+            Thread t;
+            readLock.lock();
             try {
-                writer.join();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
+                t = helpers.isEmpty() ? null : helpers.remove(helpers.size() - 1);
+            } finally {
+                readLock.unlock();
             }
+            if (t == null) break;
+            joinUninterruptibly(t);
+        }
+        Throwable f = readFailure;
+        if (f instanceof IOException e) throw e;
+        if (f instanceof RuntimeException e) throw e;
+        if (f instanceof Error e) throw e;
+    }
+
+    private static void joinUninterruptibly(Thread t) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                t.join();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+    }
+
+    /** One request thread: read a request (taking turns), run it, send its reply; until the stream ends. */
+    private void serve() {
+        while (true) {
+            Work w;
+            readLock.lock();
+            try {
+                if (readingDone) return;
+                w = readRequest();
+                if (w == null) {
+                    readingDone = true;
+                    return;
+                }
+                // Nobody left to read the next request while this one runs: start a thread for it.
+                if (!readLock.hasQueuedThreads() && helpers.size() + 1 < server.options.maxInFlightRequests
+                        && !server.isClosing() && server.tryReserveRequestThread()) {
+                    startHelper();
+                }
+            } catch (Throwable t) {
+                readingDone = true;
+                if (readFailure == null) readFailure = t;
+                return;
+            } finally {
+                readLock.unlock();
+            }
+            send(w.request() != null ? execute(w.request()) : w.reply());
         }
     }
 
-    /** Validates one request and hands it to a worker, or queues its error reply. Holds one slot. */
-    private void request(int type, int flags, long cookie, long offset, long length) throws IOException {
+    /** Under the read lock. */
+    private void startHelper() {
+        Thread t = new Thread(() -> {
+            try {
+                serve();
+            } finally {
+                server.releaseRequestThread();
+            }
+        }, "nbd-conn-" + id + "-" + server.nextRequestThreadId());
+        t.setDaemon(true);
+        try {
+            t.start();
+        } catch (OutOfMemoryError e) {   // no native thread: go on with the threads there are
+            server.releaseRequestThread();
+            return;
+        }
+        helpers.add(t);
+    }
+
+    /** Reads the next request under the read lock; null at the end of the stream (or NBD_CMD_DISC). */
+    private Work readRequest() throws IOException {
+        ByteBuffer header = this.header;
+        header.clear();
+        enter(Phase.IDLE);
+        if (!readHeader(header)) {
+            log.debug("connection {}: client closed without NBD_CMD_DISC", id);
+            return null;
+        }
+        header.flip();
+        int magic = header.getInt();
+        if (magic != REQUEST_MAGIC) {
+            throw new ProtocolViolation(String.format("bad request magic 0x%08x", magic));
+        }
+        int flags = header.getShort() & 0xffff;
+        int type = header.getShort() & 0xffff;
+        long cookie = header.getLong();
+        long offset = header.getLong();
+        long length = header.getInt() & 0xffffffffL;
+        if (type == CMD_DISC) {
+            log.debug("connection {}: client disconnects", id);
+            return null;
+        }
+        lastActive = System.nanoTime();
+        // Held back (no deadline of ours) while the client has its share in flight.
+        enter(Phase.HELD);
+        slots.acquireUninterruptibly();
+        boolean ok = false;
+        try {
+            Work w = request(type, flags, cookie, offset, length);
+            ok = true;
+            return w;
+        } finally {
+            if (!ok) slots.release();
+        }
+    }
+
+    /** Validates one request and reads its payload, or makes its error reply. Holds one slot. */
+    private Work request(int type, int flags, long cookie, long offset, long length) throws IOException {
         BlockDevice dev = export.device();
         long size = dev.size();
         boolean inRange = offset >= 0 && offset <= size && length <= size - offset;
@@ -513,43 +593,40 @@ final class NbdConnection implements Runnable {
                 enter(Phase.READING);
                 drain(length); // keep the stream in sync
             }
-            replies.add(new Reply(errorReply(type, cookie, err, why), 0));
-            return;
+            return new Work(null, new Reply(errorReply(type, cookie, err, why), 0));
         }
         ByteBuffer payload = null;
         int allocated = 0;
         try {
             if (type == CMD_WRITE) {
                 enter(Phase.READING);
+                // Read straight into the buffer the device write takes (direct up to 1 MiB).
                 payload = server.allocatePayload(held);
                 allocated = held;
                 readFully(payload);
                 payload.flip();
             }
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException | Error e) {
             bytes.release(held);
             server.releaseMemory(held, allocated);
+            server.recycle(payload);
             throw e;
         }
-        Request r = new Request(type, flags, cookie, offset, length, payload, held);
-        try {
-            server.workers.execute(() -> execute(r));
-        } catch (RejectedExecutionException e) {
-            replies.add(new Reply(errorReply(type, cookie, ESHUTDOWN, "server is shutting down"), held, allocated));
-        }
+        return new Work(new Request(type, flags, cookie, offset, length, payload, held), null);
     }
 
     private static String range(long offset, long length, long size) {
         return "range [" + Long.toUnsignedString(offset) + ", +" + length + ") is outside the export of " + size + " bytes";
     }
 
-    /** Runs on a worker: the device call, then the reply goes to the writer. */
-    private void execute(Request r) {
+    /** Runs a request on the thread that read it; its reply, to send. */
+    private Reply execute(Request r) {
         // The write's payload, or the read's data buffer (allocated in perform), counts until the reply is sent.
         int allocated = r.type() == CMD_READ || r.type() == CMD_WRITE ? r.bytesHeld() : 0;
         ByteBuffer[] reply;
+        ByteBuffer[] readData = new ByteBuffer[1];
         try {
-            reply = perform(r);
+            reply = perform(r, readData);
         } catch (DeviceException e) {
             log.debug("connection {}: {} at {} failed: {}", id, commandName(r.type()), r.offset(), e.getMessage());
             reply = errorReply(r.type(), r.cookie(), wireError(e.errno()), e.getMessage());
@@ -557,17 +634,23 @@ final class NbdConnection implements Runnable {
             log.warn("connection {}: {} at {} (+{}) failed", id, commandName(r.type()), r.offset(), r.length(), e);
             reply = errorReply(r.type(), r.cookie(), EIO, String.valueOf(e));
         }
-        replies.add(new Reply(reply, r.bytesHeld(), allocated));
+        if (r.payload() != null) {   // the device is done with it
+            server.recycle(r.payload());
+        }
+        // A read's buffer goes back once the reply is sent.
+        return new Reply(reply, r.bytesHeld(), allocated, readData[0]);
     }
 
-    private ByteBuffer[] perform(Request r) throws IOException {
+    private ByteBuffer[] perform(Request r, ByteBuffer[] readData) throws IOException {
         BlockDevice dev = export.device();
         boolean fua = (r.flags() & CMD_FLAG_FUA) != 0;
         switch (r.type()) {
             case CMD_READ -> {
-                ByteBuffer data = server.allocatePayload((int) r.length());
-                for (int pos = 0; pos < data.capacity(); pos += NbdServer.IO_SLICE) {
-                    dev.read(r.offset() + pos, data.limit(Math.min(data.capacity(), pos + NbdServer.IO_SLICE)));
+                int n = (int) r.length();
+                ByteBuffer data = server.allocatePayload(n);
+                readData[0] = data;
+                for (int pos = 0; pos < n; pos += NbdServer.IO_SLICE) {
+                    dev.read(r.offset() + pos, data.limit(Math.min(n, pos + NbdServer.IO_SLICE)));
                 }
                 data.flip();
                 server.bytesRead.add(r.length());
@@ -639,30 +722,24 @@ final class NbdConnection implements Runnable {
         return new ByteBuffer[] {b};
     }
 
-    /** The writer thread: one whole reply at a time, then its slot and bytes go back. */
-    private void writeReplies() {
-        while (true) {
-            Reply r;
-            try {
-                r = replies.take();
-            } catch (InterruptedException e) {
-                continue; // only END stops the writer, so that every slot comes back
+    /** Sends one whole reply under the write lock, then its slot and bytes go back. */
+    private void send(Reply r) {
+        writeLock.lock();
+        try {
+            if (!broken) writeFully(r.buffers());
+        } catch (IOException e) {
+            if (!broken) {
+                broken = true;
+                log.debug("connection {}: cannot send replies: {}", id, e.toString());
+                stopReading();
             }
-            if (r == END) return;
-            try {
-                if (!broken) writeFully(r.buffers());
-            } catch (IOException e) {
-                if (!broken) {
-                    broken = true;
-                    log.debug("connection {}: cannot send replies: {}", id, e.toString());
-                    stopReading();
-                }
-            } finally {
-                bytes.release(r.bytesHeld());
-                server.releaseMemory(r.bytesHeld(), r.allocated());
-                lastActive = System.nanoTime();
-                slots.release();
-            }
+        } finally {
+            writeLock.unlock();
+            bytes.release(r.bytesHeld());
+            server.releaseMemory(r.bytesHeld(), r.allocated());
+            server.recycle(r.pooled());
+            lastActive = System.nanoTime();
+            slots.release();
         }
     }
 
@@ -689,8 +766,26 @@ final class NbdConnection implements Runnable {
         }
     }
 
+    /** One gathering write for a reply up to {@link NbdServer#IO_SLICE} (header and data together), else slices. */
     private void writeFully(ByteBuffer[] bs) throws IOException {
-        for (ByteBuffer b : bs) writeFully(b);
+        long total = 0;
+        for (ByteBuffer b : bs) total += b.remaining();
+        if (bs.length == 1 || total > NbdServer.IO_SLICE) {
+            for (ByteBuffer b : bs) writeFully(b);
+            return;
+        }
+        writingSince = System.nanoTime();
+        try {
+            while (total > 0) {
+                long n = ch.write(bs);
+                if (n > 0) {
+                    total -= n;
+                    writingSince = System.nanoTime();
+                }
+            }
+        } finally {
+            writingSince = 0;
+        }
     }
 
     /** Reads in slices of at most {@link NbdServer#IO_SLICE} (the JDK's temporary direct copy is as big as the read). */

@@ -27,12 +27,9 @@ import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.ScheduledExecutorService;
 import java.util.concurrent.ScheduledThreadPoolExecutor;
 import java.util.concurrent.Semaphore;
-import java.util.concurrent.ThreadPoolExecutor;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
@@ -57,11 +54,11 @@ public final class NbdServer implements Closeable {
         boolean readOnly;
         final Set<String> readOnlyExports = new HashSet<>();
         final Map<String, String> descriptions = new HashMap<>();
-        // Requests mostly wait (on the device, or on a group commit in the engine), so the pool
-        // is sized for the in-flight window of several connections, not for the CPUs: a write
+        // Requests mostly wait (on the device, or on a group commit in the engine), so threads
+        // are counted for the in-flight window of several connections, not for the CPUs: a write
         // waiting for its backup to be durable must not keep the next one from joining the group.
-        int workers = 64;
-        int maxInFlightRequests = 16;
+        int workers = 256;
+        int maxInFlightRequests = 64;
         int maxInFlightBytes = 64 << 20;
         int minimumBlockSize = 512;
         int preferredBlockSize = 4096;
@@ -78,7 +75,12 @@ public final class NbdServer implements Closeable {
         public Options readOnlyExport(String name) { readOnlyExports.add(Objects.requireNonNull(name)); return this; }
         /** Text sent as NBD_INFO_DESCRIPTION for an export. */
         public Options description(String export, String text) { descriptions.put(export, text); return this; }
-        /** Threads that run device requests, shared by all connections. */
+        /**
+         * Request threads, all connections together, beyond each connection's own thread: a
+         * connection serves up to {@link #maxInFlightRequests} requests at once on threads of
+         * its own (each reads a request, runs it and sends its reply), started as its requests
+         * overlap, while this budget lasts.
+         */
         public Options workers(int n) { workers = positive(n, "workers"); return this; }
         /** Requests one connection may have in flight before the server stops reading from it. */
         public Options maxInFlightRequests(int n) { maxInFlightRequests = positive(n, "maxInFlightRequests"); return this; }
@@ -149,7 +151,13 @@ public final class NbdServer implements Closeable {
 
     private final Map<String, Export> exports;
     final Options options;
-    final ExecutorService workers;
+    /** Request threads beyond each connection's own one, shared by all connections ({@link Options#workers}). */
+    private final Semaphore requestThreads;
+    private final AtomicInteger requestThreadIds = new AtomicInteger();
+    /** Direct payload buffers kept for reuse, by size class (powers of two up to {@link #IO_SLICE}). */
+    @SuppressWarnings("unchecked")
+    private final java.util.concurrent.ConcurrentLinkedQueue<ByteBuffer>[] pool = new java.util.concurrent.ConcurrentLinkedQueue[21];
+    private final AtomicLong pooledBytes = new AtomicLong();
     private final List<ServerSocketChannel> listeners = Collections.synchronizedList(new ArrayList<>());
     private final List<Path> socketFiles = Collections.synchronizedList(new ArrayList<>());
     private final List<Thread> acceptThreads = Collections.synchronizedList(new ArrayList<>());
@@ -190,16 +198,7 @@ public final class NbdServer implements Closeable {
                     options.descriptions.get(name)));
         }
         this.exports = Collections.unmodifiableMap(m);
-        AtomicInteger n = new AtomicInteger();
-        // Bounded per connection by the in-flight limit, so the queue itself need not be.
-        ThreadPoolExecutor pool = new ThreadPoolExecutor(options.workers, options.workers, 60, TimeUnit.SECONDS,
-                new LinkedBlockingQueue<>(), r -> {
-                    Thread t = new Thread(r, "nbd-worker-" + n.incrementAndGet());
-                    t.setDaemon(true);
-                    return t;
-                });
-        pool.allowCoreThreadTimeOut(true);   // idle workers go away
-        this.workers = pool;
+        this.requestThreads = new Semaphore(options.workers);
         ScheduledThreadPoolExecutor d = new ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "nbd-deadlines");
             t.setDaemon(true);
@@ -231,12 +230,53 @@ public final class NbdServer implements Closeable {
         return false;
     }
 
-    /** A payload buffer of {@code n} bytes, whose budget the caller holds. */
+    /**
+     * A payload buffer of {@code n} bytes, whose budget the caller holds. Up to {@link #IO_SLICE}
+     * it is a direct buffer, reused from request to request, so that socket and device I/O on it
+     * need no copy through a temporary direct buffer; larger payloads are heap buffers, moved in
+     * slices. Give it back with {@link #recycle}.
+     */
     ByteBuffer allocatePayload(int n) {
         long now = payloadBytes.addAndGet(n);
         peakPayloadBytes.accumulateAndGet(now, Math::max);
-        return ByteBuffer.allocate(n);
+        if (n <= 0 || n > IO_SLICE) return ByteBuffer.allocate(n);
+        int cls = 32 - Integer.numberOfLeadingZeros(Math.max(n, MIN_POOLED) - 1);
+        java.util.concurrent.ConcurrentLinkedQueue<ByteBuffer> q = pool[cls];
+        ByteBuffer b = q == null ? null : q.poll();
+        if (b != null) pooledBytes.addAndGet(-b.capacity());
+        else b = ByteBuffer.allocateDirect(1 << cls);
+        return b.clear().limit(n);
     }
+
+    /** Takes a buffer from {@link #allocatePayload} back for reuse (direct ones only, up to {@link #MAX_POOLED}). */
+    void recycle(ByteBuffer b) {
+        if (b == null || !b.isDirect()) return;
+        int cls = Integer.numberOfTrailingZeros(b.capacity());
+        if (pooledBytes.addAndGet(b.capacity()) > MAX_POOLED) {
+            pooledBytes.addAndGet(-b.capacity());
+            return;   // dropped: the GC frees it
+        }
+        java.util.concurrent.ConcurrentLinkedQueue<ByteBuffer> q = pool[cls];
+        if (q == null) {
+            synchronized (pool) {
+                if (pool[cls] == null) pool[cls] = new java.util.concurrent.ConcurrentLinkedQueue<>();
+                q = pool[cls];
+            }
+        }
+        q.add(b);
+    }
+
+    /** Smallest pooled buffer; payloads below it take one of this size. */
+    static final int MIN_POOLED = 4096;
+    /** Direct buffers kept for reuse, all sizes together. */
+    static final long MAX_POOLED = 16 << 20;
+
+    /** A thread beyond a connection's own may serve its requests; false when all {@link Options#workers} are taken. */
+    boolean tryReserveRequestThread() { return requestThreads.tryAcquire(); }
+
+    void releaseRequestThread() { requestThreads.release(); }
+
+    int nextRequestThreadId() { return requestThreadIds.incrementAndGet(); }
 
     /** Gives back budget taken by {@link #acquireMemory}; {@code allocated} of it became a buffer that is now dropped. */
     void releaseMemory(long bytes, long allocated) {
@@ -451,14 +491,7 @@ public final class NbdServer implements Closeable {
         }
         for (NbdConnection c : connections) c.awaitEnd(TimeUnit.SECONDS.toNanos(5));
         deadlines.shutdown();
-        workers.shutdown();
-        try {
-            if (!workers.awaitTermination(Math.max(1, deadline - System.nanoTime()), TimeUnit.NANOSECONDS)) {
-                log.warn("device requests still running after close timeout");
-            }
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
+        // Request threads belong to their connection and end before it does (awaitEnd above).
         // Writes acknowledged without a flush become durable now.
         Set<BlockDevice> flushed = Collections.newSetFromMap(new java.util.IdentityHashMap<>());
         for (Export e : exports.values()) {
