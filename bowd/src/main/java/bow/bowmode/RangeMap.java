@@ -138,18 +138,23 @@ public final class RangeMap {
         int m = (before != t ? 1 : 0) + (atTo != t ? 1 : 0);
         byte free = (byte) RangeType.FREE.ordinal();
         int freeDelta = 0;
-        for (int k = a; k < b; k++) if (ty[k] == free) freeDelta--;
+        for (int k = a; k < b; k++) {
+            if (ty[k] == free) freeDelta--;
+            c.runsOf[ty[k]]--;
+        }
         System.arraycopy(st, b, st, a + m, n - b);
         System.arraycopy(ty, b, ty, a + m, n - b);
         int w = a;
         if (before != t) {
             st[w] = from;
             ty[w++] = t;
+            c.runsOf[t]++;
             if (t == free) freeDelta++;
         }
         if (atTo != t) {
             st[w] = to;
             ty[w] = atTo;
+            c.runsOf[atTo]++;
             if (atTo == free) freeDelta++;
         }
         c.n = n + m - (b - a);
