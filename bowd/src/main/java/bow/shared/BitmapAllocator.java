@@ -119,6 +119,9 @@ public final class BitmapAllocator {
 
     public boolean isPendingFree(long c) { return pendingFree.contains(c); }
 
+    /** True when {@code c} was freed by a transaction whose commit is prepared but not yet durable. */
+    public boolean isInFlightFree(long c) { return inFlightFree.contains(c); }
+
     private void set(long c) { words[(int) (c >>> 6)] |= 1L << (c & 63); }
     private void clear(long c) { words[(int) (c >>> 6)] &= ~(1L << (c & 63)); }
     private void touch(long c) { int i = (int) (c / bitsPerChunk); dirty[0].set(i); dirty[1].set(i); gen[i]++; }
