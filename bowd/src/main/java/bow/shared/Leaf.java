@@ -113,6 +113,16 @@ public final class Leaf {
         return b;
     }
 
+    /** Index of the first non-zero byte in [from, to), or -1; eight bytes at a time. */
+    static int firstNonZero(byte[] b, int from, int to) {
+        int p = from;
+        while (p < to && (p & 7) != 0) { if (b[p] != 0) return p; p++; }
+        ByteBuffer bb = ByteBuffer.wrap(b);
+        for (; p + 8 <= to; p += 8) if (bb.getLong(p) != 0) break;
+        for (; p < to; p++) if (b[p] != 0) return p;
+        return -1;
+    }
+
     static int crc(byte[] b, int crcOffset) {
         CRC32C c = new CRC32C();
         c.update(b, 0, crcOffset);
@@ -169,9 +179,8 @@ public final class Leaf {
             }
             leaf.entries.add(new Entry(leaf.base + r, excs));
         }
-        for (int p = mapEnd; p < (n == 0 ? cb : bb.getInt(HEADER_BYTES)); p++) {
-            if (b[p] != 0) throw new SharedFormatException(chunk, "leaf", "free space byte " + p + " is not zero");
-        }
+        int nz = firstNonZero(b, mapEnd, n == 0 ? cb : bb.getInt(HEADER_BYTES));
+        if (nz >= 0) throw new SharedFormatException(chunk, "leaf", "free space byte " + nz + " is not zero");
         long using = bb.getLong(16);
         if (using != leaf.usingMask()) throw new SharedFormatException(chunk, "leaf.using_mask", String.format("0x%x, the exceptions use 0x%x", using, leaf.usingMask()));
         return leaf;

@@ -109,9 +109,8 @@ public final class Node {
             if (i > 1 && n.keys[i] <= n.keys[i - 1]) throw new SharedFormatException(chunk, "node.entries[" + i + "].key", n.keys[i] + " is not above " + n.keys[i - 1]);
             if (n.children[i] <= 0) throw new SharedFormatException(chunk, "node.entries[" + i + "].chunk", Long.toUnsignedString(n.children[i]) + " is not a data chunk");
         }
-        for (int p = HEADER_BYTES + ENTRY_BYTES * n.count; p < cb; p++) {
-            if (b[p] != 0) throw new SharedFormatException(chunk, "node", "byte " + p + " after the last entry is not zero");
-        }
+        int nz = Leaf.firstNonZero(b, HEADER_BYTES + ENTRY_BYTES * n.count, cb);
+        if (nz >= 0) throw new SharedFormatException(chunk, "node", "byte " + nz + " after the last entry is not zero");
         return n;
     }
 

@@ -39,6 +39,7 @@ public final class SharedTree {
     private final int chunkBytes;
     private final int fanout;
     private final int leafBytes;
+    private final int maxSnapshots;
     private long root;
     private int level;
     private long snapmask;
@@ -52,28 +53,33 @@ public final class SharedTree {
      */
     public record SnapWrite(long chunk, long copyFrom) {}
 
-    private SharedTree(ChunkStore store, BitmapAllocator alloc, int chunkBytes, int fanout, int leafBytes) {
+    private SharedTree(ChunkStore store, BitmapAllocator alloc, int chunkBytes, int fanout, int leafBytes, int maxSnapshots) {
         if (fanout < 2 || fanout > Node.maxEntries(chunkBytes)) throw new IllegalArgumentException("fanout " + fanout);
-        int minLeaf = Leaf.bytesFor(2, 2 * SharedFormat.MAX_SNAPSHOTS);
+        if (maxSnapshots < 1 || maxSnapshots > SharedFormat.MAX_SNAPSHOTS) throw new IllegalArgumentException("max snapshots " + maxSnapshots);
+        // a split must leave two halves that fit: room for two chunks with an exception per snapshot each
+        int minLeaf = Leaf.bytesFor(2, 2 * maxSnapshots);
         if (leafBytes < minLeaf || leafBytes > chunkBytes) throw new IllegalArgumentException("leaf bytes " + leafBytes + " (at least " + minLeaf + ")");
         this.store = store;
         this.alloc = alloc;
         this.chunkBytes = chunkBytes;
         this.fanout = fanout;
         this.leafBytes = leafBytes;
+        this.maxSnapshots = maxSnapshots;
     }
 
     /** Full-size nodes and leaves, as on disk. */
     public static SharedTree format(ChunkStore store, BitmapAllocator alloc, int chunkBytes) {
-        return format(store, alloc, chunkBytes, Node.maxEntries(chunkBytes), chunkBytes);
+        return format(store, alloc, chunkBytes, Node.maxEntries(chunkBytes), chunkBytes, SharedFormat.MAX_SNAPSHOTS);
     }
 
     /**
      * A new empty tree: one empty leaf under a root node. {@code fanout} and {@code leafBytes}
-     * below the chunk's capacity make splits and merges happen with few entries (tests).
+     * below the chunk's capacity make splits and merges happen with few entries (tests); a leaf
+     * must hold two chunks with {@code maxSnapshots} exceptions each, and at most that many
+     * snapshots (live or still being deleted) can exist.
      */
-    public static SharedTree format(ChunkStore store, BitmapAllocator alloc, int chunkBytes, int fanout, int leafBytes) {
-        SharedTree t = new SharedTree(store, alloc, chunkBytes, fanout, leafBytes);
+    public static SharedTree format(ChunkStore store, BitmapAllocator alloc, int chunkBytes, int fanout, int leafBytes, int maxSnapshots) {
+        SharedTree t = new SharedTree(store, alloc, chunkBytes, fanout, leafBytes, maxSnapshots);
         if (alloc.freeCount() < 2) throw new NoSpaceException("an empty tree", 2, alloc.freeCount());
         long leaf = alloc.allocate(), node = alloc.allocate();
         store.write(leaf, new Leaf(0).encode(chunkBytes, leaf));
@@ -86,9 +92,10 @@ public final class SharedTree {
     }
 
     /** The tree a header describes. */
-    public static SharedTree open(ChunkStore store, BitmapAllocator alloc, int chunkBytes, int fanout, int leafBytes,
+    public static SharedTree open(ChunkStore store, BitmapAllocator alloc, int chunkBytes, int fanout, int leafBytes, int maxSnapshots,
                                   long root, int level, long snapmask, long deleting, long deleteResume) {
-        SharedTree t = new SharedTree(store, alloc, chunkBytes, fanout, leafBytes);
+        SharedTree t = new SharedTree(store, alloc, chunkBytes, fanout, leafBytes, maxSnapshots);
+        if (Long.bitCount(snapmask | deleting) > maxSnapshots) throw new IllegalArgumentException("more than " + maxSnapshots + " snapshots");
         if ((snapmask & deleting) != 0) throw new IllegalArgumentException("snapshots both live and deleting");
         if ((deleting != 0) != (deleteResume >= 0)) throw new IllegalArgumentException("deleting mask and resume key disagree");
         t.root = root;
@@ -106,6 +113,7 @@ public final class SharedTree {
     public long deleteResume() { return deleteResume; }
     public int fanout() { return fanout; }
     public int leafBytes() { return leafBytes; }
+    public int maxSnapshots() { return maxSnapshots; }
 
     /** Free chunks an origin or snapshot write leaves untouched, so that a delete can always progress. */
     public long reserve() { return 2L * level + 4; }
@@ -122,6 +130,9 @@ public final class SharedTree {
         if (id < 0 || id >= SharedFormat.MAX_SNAPSHOTS) throw new IllegalArgumentException("snapshot ID " + id + " is outside 0.." + (SharedFormat.MAX_SNAPSHOTS - 1));
         if (isLive(id)) throw new IllegalStateException("snapshot " + id + " exists");
         if ((deleting >>> id & 1) != 0) throw new IllegalStateException("snapshot " + id + " is still being deleted");
+        if (Long.bitCount(snapmask | deleting) >= maxSnapshots) {
+            throw new IllegalStateException("snapshot limit reached: at most " + maxSnapshots + " snapshots (live or being deleted) share one COW");
+        }
         snapmask |= 1L << id;
     }
 

@@ -51,11 +51,12 @@ class SharedTreeTest {
         Model model;
         Random random;
         Committed committed;
-        World(long nrChunks, int fanout, int leafBytes) {
+        World(long nrChunks, int fanout, int leafBytes) { this(nrChunks, fanout, leafBytes, 64); }
+        World(long nrChunks, int fanout, int leafBytes, int maxSnaps) {
             layout = SharedFormat.layout(nrChunks, 8, 0);
             alloc = BitmapAllocator.format(layout);
             store.alloc = alloc;
-            tree = SharedTree.format(store, alloc, CB, fanout, leafBytes);
+            tree = SharedTree.format(store, alloc, CB, fanout, leafBytes, maxSnaps);
         }
         void commit() {
             if (committed != null) verifyCommitted(this, committed, "before commit " + copy);
@@ -125,6 +126,22 @@ class SharedTreeTest {
     }
 
     @Test
+    void the65thSnapshotIsRefusedNamingTheLimit() {
+        World w = new World(1000, 254, CB);
+        for (int i = 0; i < 64; i++) w.tree.createSnapshot(i);
+        w.tree.deleteSnapshot(5);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> w.tree.createSnapshot(5));
+        assertTrue(e.getMessage().contains("still being deleted"), e.getMessage());
+        assertTrue(w.tree.deleteStep(10));
+        w.tree.createSnapshot(5);
+        World small = new World(1000, 254, CB, 3);
+        for (int i = 0; i < 3; i++) small.tree.createSnapshot(i * 10);
+        e = assertThrows(IllegalStateException.class, () -> small.tree.createSnapshot(40));
+        assertTrue(e.getMessage().contains("at most 3 snapshots"), e.getMessage());
+        assertThrows(IllegalStateException.class, () -> w.tree.createSnapshot(5), "64 live: the slot is taken");
+    }
+
+    @Test
     void checkFindsCorruption() {
         World w = new World(1000, 254, CB);
         w.tree.createSnapshot(0);
@@ -179,10 +196,22 @@ class SharedTreeTest {
         }
     }
 
-    static void verifyAll(World w, Model m, String where) {
-        for (long o : m.keys) verifyKey(w, m, o, where);
-        SharedTree.CheckResult r = w.tree.check();
-        assertTrue(r.clean(), where + ": " + r.problems());
+    /** Like {@link #verifyKey} for snapshot {@code must} and up to 4 other live snapshots picked at random. */
+    static void verifySome(World w, Model m, long o, int must, Random r, String where) {
+        List<Integer> live = new ArrayList<>();
+        for (int s = 0; s < 64; s++) if (m.snaps[s] != null) live.add(s);
+        if (must >= 0) assertEquals(m.snaps[must].getOrDefault(o, 0), read(w, m, o, must), where + ": snapshot " + must + " at origin chunk " + o);
+        for (int i = 0; i < Math.min(4, live.size()); i++) {
+            int s = live.size() <= 4 ? live.get(i) : live.get(r.nextInt(live.size()));
+            assertEquals(m.snaps[s].getOrDefault(o, 0), read(w, m, o, s), where + ": snapshot " + s + " at origin chunk " + o);
+        }
+    }
+
+    /** Every key for every live snapshot ({@code r} null), or every key for a few of them. */
+    static void verifyAll(World w, Model m, String where, Random r) {
+        for (long o : m.keys) if (r == null) verifyKey(w, m, o, where); else verifySome(w, m, o, -1, r, where);
+        SharedTree.CheckResult res = w.tree.check();
+        assertTrue(res.clean(), where + ": " + res.problems());
         long live = 0;
         for (int s = 0; s < 64; s++) if (m.snaps[s] != null) live |= 1L << s;
         assertEquals(live, w.tree.snapmask(), where);
@@ -192,10 +221,10 @@ class SharedTreeTest {
     record Committed(long root, int level, long snapmask, long deleting, long resume, long[] keys, long[][] answers) {}
 
     static Committed record(World w, Model m, Random r) {
-        long[] keys = m.keys.stream().filter(k -> r.nextInt(4) == 0).mapToLong(Long::longValue).limit(64).toArray();
+        long[] keys = m.keys.stream().filter(k -> r.nextInt(4) == 0).mapToLong(Long::longValue).limit(12).toArray();
         long[][] ans = new long[64][];
         for (int s = 0; s < 64; s++) {
-            if (m.snaps[s] == null) continue;
+            if (m.snaps[s] == null || r.nextInt(Long.bitCount(w.tree.snapmask())) >= 4) continue;
             ans[s] = new long[keys.length];
             for (int i = 0; i < keys.length; i++) ans[s][i] = w.tree.lookup(keys[i], s);
         }
@@ -203,7 +232,7 @@ class SharedTreeTest {
     }
 
     static void verifyCommitted(World w, Committed c, String where) {
-        SharedTree old = SharedTree.open(w.store, w.alloc, CB, w.tree.fanout(), w.tree.leafBytes(), c.root(), c.level(), c.snapmask(), c.deleting(), c.resume());
+        SharedTree old = SharedTree.open(w.store, w.alloc, CB, w.tree.fanout(), w.tree.leafBytes(), w.tree.maxSnapshots(), c.root(), c.level(), c.snapmask(), c.deleting(), c.resume());
         for (int s = 0; s < 64; s++) {
             if (c.answers()[s] == null) continue;
             for (int i = 0; i < c.keys().length; i++) {
@@ -219,31 +248,49 @@ class SharedTreeTest {
         return r.nextInt(range);
     }
 
+    static int deepSeeds, noSpaceSeeds, hugeKeySeeds;
+
     @Test
     void randomOperationsMatchTheModel() {
+        deepSeeds = noSpaceSeeds = hugeKeySeeds = 0;
         for (int seed = 0; seed < SEEDS; seed++) runSeed(seed);
+        System.out.println("SharedTreeTest: " + SEEDS + " seeds, " + deepSeeds + " reached 3+ levels, " + noSpaceSeeds + " ran out of space, " + hugeKeySeeds + " used chunks past 2^32");
+        if (SEEDS >= 100) {
+            assertTrue(deepSeeds >= SEEDS / 20, "too few seeds grow the tree to 3 levels: " + deepSeeds);
+            assertTrue(noSpaceSeeds >= SEEDS / 50, "too few seeds fill the COW: " + noSpaceSeeds);
+            assertTrue(hugeKeySeeds >= SEEDS / 4, "too few seeds use chunks past 2^32: " + hugeKeySeeds);
+        }
     }
 
     static void runSeed(int seed) {
         Random r = new Random(seed);
         boolean small = seed % 5 == 0;                              // a COW that fills up
-        long nr = small ? 120 + r.nextInt(200) : 20_000;
+        long nr = small ? 40 + r.nextInt(80) : 6_000;
         int fanout = r.nextInt(4) == 0 ? 254 : 3 + r.nextInt(4);
-        int leafBytes = Leaf.bytesFor(2, 128) + (r.nextBoolean() ? 0 : r.nextInt(CB - Leaf.bytesFor(2, 128)));
         int maxSnaps = r.nextInt(3) == 0 ? 64 : 1 + r.nextInt(6);
-        int range = 50 + r.nextInt(r.nextBoolean() ? 400 : 3000);
-        World w = new World(nr, fanout, leafBytes);
+        // small leaves (a few chunks each) when few snapshots exist, to grow deep trees quickly
+        int minLeaf = Leaf.bytesFor(2, 2 * maxSnaps);
+        int leafBytes = minLeaf + (r.nextBoolean() ? r.nextInt(64) : r.nextInt(CB - minLeaf));
+        int range = 50 + r.nextInt(r.nextBoolean() ? 300 : 1500);
+        World w = new World(nr, fanout, leafBytes, maxSnaps);
         Model m = new Model();
         w.model = m;
         w.random = new Random(seed * 31L + 7);
         w.commit();
-        int ops = 250 + r.nextInt(250);
+        int ops = 120 + r.nextInt(120);
         int maxLevel = 1;
+        boolean noSpace = false;
         for (int op = 0; op < ops; op++) {
             String where = "seed " + seed + " op " + op;
             int k = r.nextInt(100);
             int live = Long.bitCount(w.tree.snapmask());
-            if (k < 8 && live < maxSnaps) {
+            if (k < 8 && Long.bitCount(w.tree.snapmask() | w.tree.deleting()) >= maxSnaps) {
+                int id = 0;
+                while (id < 63 && (w.tree.isLive(id) || (w.tree.deleting() >>> id & 1) != 0)) id++;
+                int pick = id;
+                IllegalStateException e = assertThrows(IllegalStateException.class, () -> w.tree.createSnapshot(pick), where);
+                assertTrue(e.getMessage().contains("at most " + maxSnaps) || e.getMessage().contains("exists") || e.getMessage().contains("being deleted"), e.getMessage());
+            } else if (k < 8) {
                 int id;
                 do id = r.nextInt(64); while (w.tree.isLive(id) || (w.tree.deleting() >>> id & 1) != 0 && w.tree.deleting() != -1L);
                 if ((w.tree.deleting() >>> id & 1) != 0) continue;
@@ -258,13 +305,15 @@ class SharedTreeTest {
                 try { w.tree.deleteStep(1 + r.nextInt(4)); } catch (NoSpaceException e) { w.commit(); }
             } else if (k < 65) {
                 long o = randomKey(r, range);
+                // versions are unique per write, so a snapshot shares the origin's data exactly when it reads the same version
                 boolean anyOrigin = false;
-                for (int s = 0; s < 64; s++) if (m.snaps[s] != null && w.tree.lookup(o, s) < 0) anyOrigin = true;
+                for (int s = 0; s < 64; s++) if (m.snaps[s] != null && m.snaps[s].getOrDefault(o, 0) == m.originAt(o)) anyOrigin = true;
                 long free = w.alloc.freeCount(), root = w.tree.root();
                 long c;
                 try {
                     c = w.tree.prepareOriginWrite(o);
                 } catch (NoSpaceException e) {
+                    noSpace = true;
                     assertEquals(free, w.alloc.freeCount(), where + ": a refused write changes nothing");
                     assertEquals(root, w.tree.root(), where);
                     continue;
@@ -276,7 +325,7 @@ class SharedTreeTest {
                 }
                 m.origin.put(o, ++m.version);
                 m.keys.add(o);
-                verifyKey(w, m, o, where);
+                verifySome(w, m, o, -1, r, where);
             } else if (k < 95 && live > 0) {
                 long o = randomKey(r, range);
                 int s = randomLive(w, r);
@@ -286,6 +335,7 @@ class SharedTreeTest {
                 try {
                     sw = w.tree.prepareSnapshotWrite(o, s);
                 } catch (NoSpaceException e) {
+                    noSpace = true;
                     assertEquals(free, w.alloc.freeCount(), where);
                     continue;
                 }
@@ -299,16 +349,19 @@ class SharedTreeTest {
                 m.data.put(sw.chunk(), ++m.version);
                 m.snaps[s].put(o, m.version);
                 m.keys.add(o);
-                verifyKey(w, m, o, where);
+                verifySome(w, m, o, s, r, where);
             } else {
                 w.commit();
             }
             // data chunks freed by the tree must leave the model too
             m.data.keySet().removeIf(c -> !w.alloc.isAllocated(c) || w.alloc.isPendingFree(c) || w.alloc.isInFlightFree(c));
             maxLevel = Math.max(maxLevel, w.tree.level());
-            if (op % 25 == 0) verifyAll(w, m, where);
+            if (op % 50 == 0) verifyAll(w, m, where, r);
         }
-        verifyAll(w, m, "seed " + seed + " end");
+        if (maxLevel >= 3) deepSeeds++;
+        if (noSpace) noSpaceSeeds++;
+        if (m.keys.last() > 0xffffffffL) hugeKeySeeds++;
+        verifyAll(w, m, "seed " + seed + " end", (long) m.keys.size() * Long.bitCount(w.tree.snapmask()) <= 20_000 ? null : r);
         // delete everything: back to the metadata-only baseline
         for (int s = 0; s < 64; s++) if (w.tree.isLive(s)) { w.tree.deleteSnapshot(s); m.snaps[s] = null; }
         finishDelete(w, "seed " + seed + " delete all");
