@@ -56,7 +56,12 @@ public final class SharedFormat {
      */
     public record Header(int valid, int chunkSectors, long rootTreeChunk, long snapmask, int treeLevel,
                          int journalChunks, long sequence, long nrChunks, long originBytes, long freeChunks,
-                         Snapshot[] snapshots) {
+                         long deletingMask, long deleteResume, Snapshot[] snapshots) {
+        /** A header with no deletion in progress. */
+        public Header(int valid, int chunkSectors, long rootTreeChunk, long snapmask, int treeLevel, int journalChunks,
+                      long sequence, long nrChunks, long originBytes, long freeChunks, Snapshot[] snapshots) {
+            this(valid, chunkSectors, rootTreeChunk, snapmask, treeLevel, journalChunks, sequence, nrChunks, originBytes, freeChunks, 0, -1, snapshots);
+        }
         public Header {
             if (snapshots == null) snapshots = new Snapshot[MAX_SNAPSHOTS];
             if (snapshots.length != MAX_SNAPSHOTS) throw new IllegalArgumentException("64 snapshot slots, got " + snapshots.length);
@@ -70,7 +75,8 @@ public final class SharedFormat {
             return o instanceof Header h && valid == h.valid && chunkSectors == h.chunkSectors
                     && rootTreeChunk == h.rootTreeChunk && snapmask == h.snapmask && treeLevel == h.treeLevel
                     && journalChunks == h.journalChunks && sequence == h.sequence && nrChunks == h.nrChunks
-                    && originBytes == h.originBytes && freeChunks == h.freeChunks && Arrays.equals(snapshots, h.snapshots);
+                    && originBytes == h.originBytes && freeChunks == h.freeChunks && deletingMask == h.deletingMask
+                    && deleteResume == h.deleteResume && Arrays.equals(snapshots, h.snapshots);
         }
         @Override public int hashCode() { return Long.hashCode(sequence) * 31 + Long.hashCode(rootTreeChunk); }
         @Override public String toString() {
@@ -148,6 +154,9 @@ public final class SharedFormat {
         bb.putLong(16, h.rootTreeChunk()).putLong(24, h.snapmask()).putInt(32, h.treeLevel()).putInt(36, h.journalChunks());
         bb.putLong(40, h.sequence()).putLong(48, h.nrChunks()).putLong(56, h.originBytes()).putLong(64, h.freeChunks());
         bb.putInt(72, h.layout().bitmapChunks());
+        if ((h.deletingMask() & h.snapmask()) != 0) throw new IllegalArgumentException("snapshots both live and being deleted");
+        if ((h.deletingMask() != 0) != (h.deleteResume() >= 0)) throw new IllegalArgumentException("deleting mask and resume key disagree");
+        bb.putLong(80, h.deletingMask()).putLong(88, h.deleteResume());
         for (int i = 0; i < MAX_SNAPSHOTS; i++) {
             Snapshot s = h.snapshots()[i];
             boolean live = (h.snapmask() >>> i & 1) != 0;
@@ -218,8 +227,13 @@ public final class SharedFormat {
         if (origin < 0) throw new SharedFormatException(slotChunk, "header.origin_bytes", Long.toUnsignedString(origin));
         long free = bb.getLong(64);
         if (free < 0 || free > nrChunks - lay.firstDataChunk() - 2) throw new SharedFormatException(slotChunk, "header.free_chunks", free + " of " + nrChunks);
-        for (int i = 80; i < FIXED_BYTES; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header.reserved", "byte " + i + " is not zero");
+        for (int i = 96; i < FIXED_BYTES; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header.reserved", "byte " + i + " is not zero");
         long snapmask = bb.getLong(24);
+        long deletingMask = bb.getLong(80), deleteResume = bb.getLong(88);
+        if ((deletingMask & snapmask) != 0) throw new SharedFormatException(slotChunk, "header.deleting_mask", String.format("0x%x names live snapshots (0x%x)", deletingMask, deletingMask & snapmask));
+        if ((deletingMask != 0) != (deleteResume >= 0)) {
+            throw new SharedFormatException(slotChunk, "header.delete_resume", Long.toUnsignedString(deleteResume) + " with deleting mask 0x" + Long.toHexString(deletingMask) + " (a resume key exactly when a deletion is pending; none is all ones)");
+        }
         Snapshot[] snaps = new Snapshot[MAX_SNAPSHOTS];
         for (int i = 0; i < MAX_SNAPSHOTS; i++) {
             int o = FIXED_BYTES + i * SNAP_ENTRY_BYTES;
@@ -246,7 +260,7 @@ public final class SharedFormat {
             }
         }
         for (int i = HEADER_BYTES; i < b.length; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header", "byte " + i + " after the header is not zero");
-        return new Header(bb.getInt(4), chunkSectors, root, snapmask, level, journal, seq, nrChunks, origin, free, snaps);
+        return new Header(bb.getInt(4), chunkSectors, root, snapmask, level, journal, seq, nrChunks, origin, free, deletingMask, deleteResume, snaps);
     }
 
     /** Result of reading both slots: the header to use (null for a blank COW) and why each slot was or was not. */

@@ -37,6 +37,7 @@ class SharedFormatTest {
             0x55, 0x44, 0x33, 0x22, 0x11, 0, 0, 0,   0xde, 3, 0, 0, 0, 0, 0, 0,     // origin bytes, free 990
             1, 0, 0, 0 };                                                          // nr_bitmap_chunks
         for (int i = 0; i < fixed.length; i++) e[i] = (byte) fixed[i];
+        for (int i = 88; i < 96; i++) e[i] = (byte) 0xff;                     // delete_resume: none
         int s0 = 128;
         byte[] created = {8, 7, 6, 5, 4, 3, 2, 1};
         System.arraycopy(created, 0, e, s0, 8);
@@ -100,8 +101,10 @@ class SharedFormatTest {
             }
         }
         long root = l.firstDataChunk() + (long) (r.nextDouble() * (nr - l.firstDataChunk()));
+        long deleting = r.nextBoolean() ? 0 : r.nextLong() & ~snapmask;
+        long resume = deleting == 0 ? -1 : r.nextLong() >>> 1;
         return new Header(r.nextInt(2), cs, root, snapmask, 1 + r.nextInt(16), 0, seq, nr,
-                r.nextLong() & Long.MAX_VALUE, r.nextInt((int) Math.min(Integer.MAX_VALUE, nr - l.firstDataChunk() - 1)), snaps);
+                r.nextLong() & Long.MAX_VALUE, r.nextInt((int) Math.min(Integer.MAX_VALUE, nr - l.firstDataChunk() - 1)), deleting, resume, snaps);
     }
 
     @Test
@@ -166,6 +169,14 @@ class SharedFormatTest {
         assertField("header.nr_bitmap_chunks", patch(b, 72, 2, 4), 0);
         assertField("header.free_chunks", patch(b, 64, 999, 8), 0);
         assertField("header.reserved", patch(b, 100, 1, 1), 0);
+        assertField("header.deleting_mask", patch(patch(b, 80, 0b100, 8), 88, 0, 8), 0);   // names live snapshot 2
+        assertField("header.delete_resume", patch(b, 80, 0b10000, 8), 0);                  // deleting without a resume key
+        assertField("header.delete_resume", patch(b, 88, 7, 8), 0);                        // resume key, nothing deleting
+        Header del = new Header(1, 8, 7, 0b1100, 1, 0, 4, 1000, 1 << 20, 990, 0b10001, 4242, snaps);
+        byte[] db = SharedFormat.encodeHeader(del);
+        assertEquals(0b10001, ByteBuffer.wrap(db).order(ByteOrder.LITTLE_ENDIAN).getLong(80));
+        assertEquals(4242, ByteBuffer.wrap(db).order(ByteOrder.LITTLE_ENDIAN).getLong(88));
+        assertEquals(del, SharedFormat.decodeHeader(db, 0));
         assertField("header.snapshot[0]", patch(b, 128, 1, 1), 0);          // slot of a snapshot that is not live
         assertField("header.snapshot[2].flags", patch(b, 128 + 2 * 48 + 8, 2, 4), 0);
         assertField("header.snapshot[2].name_len", patch(b, 128 + 2 * 48 + 12, 33, 2), 0);
