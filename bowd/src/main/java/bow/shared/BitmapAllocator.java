@@ -195,7 +195,8 @@ public final class BitmapAllocator {
 
     /**
      * What one commit writes to bitmap copy {@code copy}: bitmap chunk {@code indices[i]} gets
-     * {@code images[i]}, to COW chunk {@code layout.bitmapChunk(copy, indices[i])}.
+     * {@code images[i]}, to COW chunk {@code layout.bitmapChunk(copy, indices[i])}. The images
+     * show the chunks this transaction freed as free (the committed tree no longer uses them).
      */
     public record Commit(int copy, int[] indices, byte[][] images, long[] generations, long[] frees) {}
 
@@ -204,18 +205,40 @@ public final class BitmapAllocator {
      * chunks that copy lacks with their contents now. From here on, changes belong to the next
      * transaction: nothing allocated so far is "fresh" any more (a later free of it is deferred,
      * since the commit in flight may make it durable), and this transaction's deferred frees wait
-     * for {@link #committed} of this commit.
+     * for {@link #committed} of this commit. Commits must become durable in the order prepared.
      */
     public Commit prepareCommit(int copy) {
-        int[] idx = dirtyChunks(copy);
-        byte[][] img = new byte[idx.length][];
-        long[] gens = new long[idx.length];
-        for (int i = 0; i < idx.length; i++) { img[i] = encodeChunk(idx[i]); gens[i] = gen[idx[i]]; }
         long[] frees = pendingFree.stream().mapToLong(Long::longValue).sorted().toArray();
         pendingFree.clear();
         for (long c : frees) inFlightFree.add(c);
+        // the image shows every chunk freed by this (or an earlier, still in flight) transaction as
+        // free: the tree this commit makes durable no longer refers to them, and a crash after it
+        // must not leak them. In memory they stay in use until committed().
+        BitSet chunksWithFrees = new BitSet();
+        for (long c : inFlightFree) chunksWithFrees.set((int) (c / bitsPerChunk));
+        BitSet write = (BitSet) dirty[copy].clone();
+        write.or(chunksWithFrees);
+        int[] idx = write.stream().toArray();
+        byte[][] img = new byte[idx.length][];
+        long[] gens = new long[idx.length];
+        for (int i = 0; i < idx.length; i++) {
+            long[] w = Arrays.copyOfRange(words, idx[i] * (chunkBytes / 8), (idx[i] + 1) * (chunkBytes / 8));
+            if (chunksWithFrees.get(idx[i])) {
+                long lo = idx[i] * bitsPerChunk;
+                for (long c : inFlightFree) if (c >= lo && c < lo + bitsPerChunk) w[(int) ((c - lo) >>> 6)] &= ~(1L << (c & 63));
+            }
+            img[i] = encodeWords(w);
+            gens[i] = gen[idx[i]];
+        }
         fresh.clear();
         return new Commit(copy, idx, img, gens, frees);
+    }
+
+    private byte[] encodeWords(long[] w) {
+        byte[] b = new byte[chunkBytes];
+        java.nio.ByteBuffer bb = java.nio.ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < w.length; i++) bb.putLong(i * 8, w[i]);
+        return b;
     }
 
     /**

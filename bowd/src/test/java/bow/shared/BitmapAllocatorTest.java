@@ -80,6 +80,10 @@ class BitmapAllocatorTest {
         assertThrows(IllegalStateException.class, () -> a.free(x), "double free while pending");
         Commit c2 = a.prepareCommit(1);
         assertArrayEquals(new long[] {x}, c2.frees());
+        assertArrayEquals(new int[] {0}, c2.indices());
+        assertEquals(0, c2.images()[0][(int) (x / 8)] >> (x % 8) & 1, "the image shows x free: the committed tree no longer uses it");
+        assertEquals(1, c2.images()[0][(int) (y / 8)] >> (y % 8) & 1);
+        assertTrue(a.isAllocated(x), "in memory x stays in use until c2 is durable");
         long w = a.allocate();                     // next transaction, while c2 is in flight
         assertNotEquals(x, w, "a chunk freed by an undurable commit is not reused");
         a.free(w);
@@ -147,9 +151,10 @@ class BitmapAllocatorTest {
                     assertThrows(RuntimeException.class, () -> a.free(c), "seed " + seed + ": free of " + c);
                 } else if (open == null) {
                     open = a.prepareCommit(copy);
-                    usedAtPrepare = new TreeSet<>(used);
                     inFlight.addAll(pending);
                     pending.clear();
+                    usedAtPrepare = new TreeSet<>(used);
+                    usedAtPrepare.removeAll(inFlight);        // freed chunks are free on disk: nothing durable uses them
                     fresh.clear();
                 } else {
                     for (int i = 0; i < open.indices().length; i++) disk[open.copy()][open.indices()[i]] = open.images()[i];
@@ -158,7 +163,7 @@ class BitmapAllocatorTest {
                     long[] got = back.snapshotWords();
                     long[] want = new long[got.length];
                     for (long c : usedAtPrepare) want[(int) (c >>> 6)] |= 1L << (c & 63);
-                    assertArrayEquals(want, got, "seed " + seed + " op " + op + ": copy " + open.copy() + " on disk is the state at prepare");
+                    assertArrayEquals(want, got, "seed " + seed + " op " + op + ": copy " + open.copy() + " on disk is the state at prepare, frees included");
                     used.removeAll(inFlight);
                     freeSet.addAll(inFlight);
                     inFlight.clear();

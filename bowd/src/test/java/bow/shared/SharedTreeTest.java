@@ -58,9 +58,14 @@ class SharedTreeTest {
             store.alloc = alloc;
             tree = SharedTree.format(store, alloc, CB, fanout, leafBytes, maxSnaps);
         }
+        /** The two bitmap copies as the commits wrote them. */
+        byte[][][] disk;
         void commit() {
-            if (committed != null) verifyCommitted(this, committed, "before commit " + copy);
-            alloc.committed(alloc.prepareCommit(copy));
+            if (committed != null) verifyCommitted(this, committed, "before commit " + copy, random.nextInt(10) == 0);
+            BitmapAllocator.Commit c = alloc.prepareCommit(copy);
+            if (disk == null) disk = new byte[2][layout.bitmapChunks()][CB];
+            for (int i = 0; i < c.indices().length; i++) disk[c.copy()][c.indices()[i]] = c.images()[i];
+            alloc.committed(c);
             copy ^= 1;
             if (model != null) committed = record(this, model, random);
         }
@@ -231,14 +236,23 @@ class SharedTreeTest {
         return new Committed(w.tree.root(), w.tree.level(), w.tree.snapmask(), w.tree.deleting(), w.tree.deleteResume(), keys, ans);
     }
 
-    static void verifyCommitted(World w, Committed c, String where) {
-        SharedTree old = SharedTree.open(w.store, w.alloc, CB, w.tree.fanout(), w.tree.leafBytes(), w.tree.maxSnapshots(), c.root(), c.level(), c.snapmask(), c.deleting(), c.resume());
+    /**
+     * A crash now: the allocator loaded from the bitmap copy the last commit wrote and the tree
+     * from the last committed root must be consistent (check clean: every chunk in use is
+     * reachable, nothing reachable is free) and answer as they did at that commit.
+     */
+    static void verifyCommitted(World w, Committed c, String where, boolean fullCheck) {
+        BitmapAllocator durable = BitmapAllocator.load(w.layout, w.disk[w.copy ^ 1], new long[w.layout.bitmapChunks()]);
+        SharedTree old = SharedTree.open(w.store, durable, CB, w.tree.fanout(), w.tree.leafBytes(), w.tree.maxSnapshots(), c.root(), c.level(), c.snapmask(), c.deleting(), c.resume());
         for (int s = 0; s < 64; s++) {
             if (c.answers()[s] == null) continue;
             for (int i = 0; i < c.keys().length; i++) {
                 assertEquals(c.answers()[s][i], old.lookup(c.keys()[i], s), where + ": the committed tree changed under snapshot " + s + " at " + c.keys()[i]);
             }
         }
+        if (!fullCheck) return;
+        SharedTree.CheckResult r = old.check();
+        assertTrue(r.clean(), where + ": after a crash, the durable state is not consistent: " + r.problems());
     }
 
     static long randomKey(Random r, int range) {
@@ -366,6 +380,7 @@ class SharedTreeTest {
         for (int s = 0; s < 64; s++) if (w.tree.isLive(s)) { w.tree.deleteSnapshot(s); m.snaps[s] = null; }
         finishDelete(w, "seed " + seed + " delete all");
         w.commit();
+        verifyCommitted(w, w.committed, "seed " + seed + " after the last commit", true);
         SharedTree.CheckResult res = w.tree.check();
         assertTrue(res.clean(), "seed " + seed + ": " + res.problems());
         assertEquals(0, res.exceptions(), "seed " + seed);
