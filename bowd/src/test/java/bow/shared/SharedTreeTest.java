@@ -131,6 +131,54 @@ class SharedTreeTest {
     }
 
     @Test
+    void splitsGrowTheTreeAndDeleteShrinksItBack() {
+        World w = new World(5000, 3, Leaf.bytesFor(2, 2), 1);   // fan-out 3, leaves of at most 3 one-exception chunks
+        w.tree.createSnapshot(0);
+        long base = w.alloc.freeCount();
+        for (long o = 0; o < 200; o++) {
+            long c = w.tree.prepareOriginWrite(o * 3);
+            assertTrue(c > 0);
+            if (o % 10 == 0) w.commit();
+        }
+        assertTrue(w.tree.level() >= 4, "200 chunks in leaves of 3 under nodes of 3: level " + w.tree.level());
+        SharedTree.CheckResult r = w.tree.check();
+        assertTrue(r.clean(), r.problems().toString());
+        assertEquals(200, r.exceptions());
+        for (long o = 0; o < 200; o++) assertTrue(w.tree.lookup(o * 3, 0) > 0);
+        assertEquals(-1, w.tree.lookup(1, 0));
+        w.commit();
+        w.tree.deleteSnapshot(0);
+        while (!w.tree.deleteStep(5)) w.commit();
+        w.commit();
+        r = w.tree.check();
+        assertTrue(r.clean(), r.problems().toString());
+        assertEquals(1, w.tree.level());
+        assertEquals(1, r.leaves());
+        assertEquals(base, w.alloc.freeCount(), "every data and tree chunk back");
+    }
+
+    @Test
+    void leavesSplitWhereARelativeChunkWouldNotFitIn32Bits() {
+        World w = new World(1000, 254, CB);
+        w.tree.createSnapshot(0);
+        // from base 0, rchunk 0xffffffff (chunk 2^32 - 1) is the last that fits; 2^32 starts a new leaf
+        long[] origins = {5, (1L << 32) - 1, 1L << 32, 1L << 45, (1L << 45) + 1};
+        for (long o : origins) assertTrue(w.tree.prepareOriginWrite(o) > 0);
+        Node root = Node.decode(w.store.read(w.tree.root()), w.tree.root());
+        assertEquals(3, root.count, root.toString());
+        assertEquals(1L << 32, root.keys[1]);
+        Leaf lo = Leaf.decode(w.store.read(root.children[0]), root.children[0]);
+        assertEquals(0, lo.base);
+        assertEquals(List.of(5L, (1L << 32) - 1), lo.entries.stream().map(e -> e.origin).toList());
+        assertEquals(1L << 45, root.keys[2]);
+        Leaf hi = Leaf.decode(w.store.read(root.children[2]), root.children[2]);
+        assertEquals(1L << 45, hi.base);
+        assertEquals(2, hi.entries.size());
+        for (long o : origins) assertTrue(w.tree.lookup(o, 0) > 0, "origin chunk " + o);
+        assertTrue(w.tree.check().clean(), w.tree.check().problems().toString());
+    }
+
+    @Test
     void the65thSnapshotIsRefusedNamingTheLimit() {
         World w = new World(1000, 254, CB);
         for (int i = 0; i < 64; i++) w.tree.createSnapshot(i);
