@@ -168,21 +168,25 @@ public final class RangeMap {
 
     /** The runs of one type as block ranges {start, end, start, end, ...}, in order; no boxing. */
     public long[] runsOf(RangeType type) {
-        long[] out = new long[(int) Math.min(Integer.MAX_VALUE - 8, 2L * ranges)];
+        int t = type.ordinal();
+        long total = 0;
+        for (Chunk c : chunks.values()) total += c.runsOf[t];
+        long[] out = new long[(int) (2 * total)];     // exact: the per-chunk counts say how many
         int n = 0;
-        byte want = (byte) type.ordinal();
         for (Chunk c : chunks.values()) {
+            if (n > 0 && out[n - 1] == -1) out[n - 1] = c.key;   // a run that ended at this chunk's start
+            if (c.runsOf[t] == 0) continue;
             for (int i = 0; i < c.n; i++) {
-                if (n > 0 && out[n - 1] == -1) out[n - 1] = c.starts[i];
-                if (c.types[i] == want) {
+                if (c.types[i] == t) {
                     out[n++] = c.starts[i];
-                    out[n++] = -1;            // end: the next boundary, filled in when seen
+                    out[n++] = i + 1 < c.n ? c.starts[i + 1] : -1;   // -1: ends where the next chunk starts
                 }
             }
         }
         if (n > 0 && out[n - 1] == -1) out[n - 1] = blocks;
-        return Arrays.copyOf(out, n);
+        return out;
     }
+
 
     /** Calls {@code visitor} for each run, in order. */
     public void forEach(RunVisitor visitor) {
