@@ -253,10 +253,21 @@ class PersistentStoreTest {
         PersistentStore.create(mem, 1);   // one empty area: load stops at area 0 while later areas are prefetched
         java.util.concurrent.atomic.AtomicInteger interrupted = new java.util.concurrent.atomic.AtomicInteger();
         java.util.concurrent.atomic.AtomicInteger slowDone = new java.util.concurrent.atomic.AtomicInteger();
+        java.util.concurrent.CountDownLatch prefetchStarted = new java.util.concurrent.CountDownLatch(1);
         BlockDevice slow = new BlockDevice() {
             @Override public long size() { return mem.size(); }
             @Override public void read(long o, ByteBuffer b) throws IOException {
+                if (o == CB) {
+                    // Area 0, which the load waits for, answers only once a read-ahead is under
+                    // way: loading then always ends with one in flight, whatever the scheduling.
+                    try {
+                        prefetchStarted.await(10, java.util.concurrent.TimeUnit.SECONDS);
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
                 if (o > 2 * CB) {   // prefetch of a later area: slow, like a real disk under load
+                    prefetchStarted.countDown();
                     try {
                         Thread.sleep(150);
                     } catch (InterruptedException e) {
@@ -274,7 +285,9 @@ class PersistentStoreTest {
         PersistentStore s = PersistentStore.load(slow, 0, null);
         assertNotNull(s);
         assertEquals(0, s.exceptionCount());
-        Thread.sleep(400);   // let anything still running finish (or be interrupted) before looking
+        assertTrue(prefetchStarted.getCount() == 0, "a read-ahead was in flight when loading ended");
+        for (int i = 0; i < 100 && slowDone.get() == 0; i++) Thread.sleep(50);   // let it finish
+        Thread.sleep(200);
         assertEquals(0, interrupted.get(), "a read-ahead read was interrupted when loading ended");
         assertTrue(slowDone.get() > 0, "no read-ahead was in flight; the test proved nothing");
     }
