@@ -634,7 +634,7 @@ class NbdServerTest {
 
     @Test
     void handshakeAndRequestsHaveADeadlineButIdleConnectionsDoNot() throws Exception {
-        start(new NbdServer.Options().clientTimeout(java.time.Duration.ofMillis(200)));
+        start(new NbdServer.Options().clientTimeout(java.time.Duration.ofSeconds(1)));   // 1 s: handshakes on a loaded machine fit
         assertTimeoutPreemptively(java.time.Duration.ofSeconds(10), () -> {
             try (NbdTestClient idle = NbdTestClient.open(sock, "", false)) {
                 try (NbdTestClient mute = NbdTestClient.connect(sock)) {
@@ -662,7 +662,7 @@ class NbdServerTest {
 
     @Test
     void aClientThatNeverTakesItsRepliesIsClosedAfterTheTimeout() throws Exception {
-        start(new NbdServer.Options().clientTimeout(java.time.Duration.ofMillis(300)));
+        start(new NbdServer.Options().clientTimeout(java.time.Duration.ofSeconds(1)));   // 1 s: handshakes on a loaded machine fit
         try (NbdTestClient good = NbdTestClient.open(sock, "", false);
              NbdTestClient greedy = NbdTestClient.open(sock, "", false)) {
             for (int i = 0; i < 200; i++) greedy.request(0, CMD_READ, i, 0, 1 << 20, null);
@@ -711,7 +711,7 @@ class NbdServerTest {
     void aRequestPastTheBudgetGetsEnomemAndTheStreamStaysInSync() throws Exception {
         GatedDevice dev = new GatedDevice(new byte[4 << 20]);
         start(Map.of("", dev), new NbdServer.Options().blockSizes(512, 4096, 1 << 20).maxInFlightBytes(1 << 20)
-                .maxRequestMemory(1 << 20).clientTimeout(java.time.Duration.ofMillis(200)));
+                .maxRequestMemory(1 << 20).clientTimeout(java.time.Duration.ofSeconds(1)));
         try (NbdTestClient holder = NbdTestClient.open(sock, "", false);
              NbdTestClient other = NbdTestClient.open(sock, "", true)) {
             holder.request(0, CMD_READ, 1, 0, 1 << 20, null);   // holds the whole budget in the gated device
