@@ -5,6 +5,7 @@ import bow.blockdev.DeviceException;
 import bow.blockdev.MemoryBlockDevice;
 import bow.blockdev.testing.FaultDevice;
 import bow.blockdev.testing.GateDevice;
+import bow.blockdev.testing.PowerCutDevice;
 import org.junit.jupiter.api.Test;
 
 import java.nio.ByteBuffer;
@@ -20,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.*;
  * several threads write the origin: the snapshot must stay exact (online and
  * offline merges give back the start image), the engine must say what failed and
  * refuse every later write, and no thread may hang. A full COW still invalidates,
- * as the kernel does (PersistentEngineTest). Runs {@code bow.test.seeds} seeds.
+ * as the kernel does (PersistentEngineTest). Half the seeds end in a power cut of
+ * origin and COW, whose durable images must merge back exactly. Runs {@code bow.test.seeds} seeds.
  */
 class PersistentFaultTest {
     static final int SEEDS = Integer.getInteger("bow.test.seeds", 300);
@@ -34,8 +36,12 @@ class PersistentFaultTest {
             int size = 1 << 20;
             byte[] start = new byte[size];
             r.nextBytes(start);
-            MemoryBlockDevice origin = new MemoryBlockDevice(start);
-            MemoryBlockDevice cowMem = new MemoryBlockDevice(1 << 20);
+            // Even seeds end in a power cut of both devices, odd seeds in an online rollback.
+            boolean cut = seed % 2 == 0;
+            PowerCutDevice originDisk = new PowerCutDevice(start);
+            PowerCutDevice cowDisk = new PowerCutDevice(1 << 20);
+            BlockDevice origin = originDisk;
+            PowerCutDevice cowMem = cowDisk;
             FaultDevice cow = new FaultDevice(cowMem);
             PersistentEngine e = PersistentEngine.open(origin, cow, new PersistentEngine.Options(8, false, false));
             e.startCheckpoint();
@@ -69,13 +75,23 @@ class PersistentFaultTest {
                         () -> "seed " + s + ": a fenced engine refuses origin writes");
             }
             cow.clear();
+            if (cut) {
+                Random cr = new Random(seed * 7);
+                cowDisk.crash(cr);
+                originDisk.crash(cr);
+                // What survived the cut merges back into the start image.
+                MemoryBlockDevice o2 = new MemoryBlockDevice(originDisk.durableImage());
+                PersistentMerge.run(o2, new MemoryBlockDevice(cowDisk.durableImage()), (d, t) -> {});
+                assertArrayEquals(start, o2.snapshot(), "seed " + seed + ": offline merge after a fault at " + op + " #" + nth + " and a power cut");
+                continue;
+            }
             // Offline merge of what is on the COW right now gives back the start image ...
-            MemoryBlockDevice o2 = new MemoryBlockDevice(origin.snapshot());
-            PersistentMerge.run(o2, new MemoryBlockDevice(cowMem.snapshot()), (d, t) -> {});
+            MemoryBlockDevice o2 = new MemoryBlockDevice(originDisk.liveImage());
+            PersistentMerge.run(o2, new MemoryBlockDevice(cowDisk.liveImage()), (d, t) -> {});
             assertArrayEquals(start, o2.snapshot(), "seed " + seed + ": offline merge after a fault at " + op + " #" + nth);
             // ... and so does the online rollback.
             e.rollback();
-            assertArrayEquals(start, origin.snapshot(), "seed " + seed + ": online rollback after a fault at " + op + " #" + nth);
+            assertArrayEquals(start, originDisk.liveImage(), "seed " + seed + ": online rollback after a fault at " + op + " #" + nth);
         }
         System.out.printf("PersistentFaultTest: %d seeds, %d fenced%n", SEEDS, fenced);
         assertTrue(fenced > SEEDS / 4, "faults hit copy-outs: " + fenced);
