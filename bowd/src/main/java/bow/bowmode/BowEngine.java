@@ -84,6 +84,8 @@ public final class BowEngine implements ModeEngine, BlockDevice {
     /** True while SECTOR0_CURRENT also holds a logged backup (of the original block 0). */
     private boolean s0cIsBackup;
     private long plannedEntries;
+    /** Blocks backed up from checkpointed data / backups moved again, since this engine started (under mapLock). */
+    private long originalBackups, movedBackups;
     private long rolloverBlocksUsed;
     private long[] freeAtStart = new long[0];
 
@@ -359,6 +361,8 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         /** Every physical block this write reads or writes; set last, with the map changes. */
         BusyBlocks.Claim claim;
         long newSector0 = -1;
+        /** Blocks of checkpointed data this write backs up, and backups it has to move (the filesystem wrote over them). */
+        long originalBlocks, movedBlocks;
         /** For a write into block 0 while SECTOR0_CURRENT still holds the backup: move it here. */
         long block0MoveFrom = -1, block0MoveTo = -1;
         int entries;
@@ -375,13 +379,18 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             }
         }
 
-        /** Takes up to {@code want} free blocks, contiguous; -1 when none is free. */
+        /**
+         * Takes up to {@code want} free blocks, contiguous, from the top of the highest free run;
+         * null when none is free. Filesystems allocate from low addresses (ext4 fills block
+         * groups from the front), so backups kept high are rarely written over and moved again.
+         */
         long[] allocate(long want) {
-            long f = map.firstFree();
+            long f = map.lastFree();
             if (f < 0) return null;
-            long end = Math.min(map.runEnd(f), f + want);
-            set(f, end, RangeType.BACKUP);
-            return new long[] {f, end - f};
+            long end = map.runEnd(f);
+            long start = Math.max(f, end - want);
+            set(start, end, RangeType.BACKUP);
+            return new long[] {start, end - start};
         }
     }
 
@@ -467,7 +476,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         List<long[]> toBackUp = new ArrayList<>();
         if (from <= last) {
             map.forEachIn(from, last + 1, (s, e, t) -> {
-                if (t == RangeType.UNCHANGED || t == RangeType.BACKUP) toBackUp.add(new long[] {s, e});
+                if (t == RangeType.UNCHANGED || t == RangeType.BACKUP) toBackUp.add(new long[] {s, e, t.ordinal()});
             });
         }
         boolean ok = true;
@@ -481,6 +490,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
                 s += got[1];
             }
             if (!ok) break;
+            if (run[2] == RangeType.BACKUP.ordinal()) p.movedBlocks += run[1] - run[0]; else p.originalBlocks += run[1] - run[0];
             p.set(run[0], run[1], RangeType.CHANGED);
         }
         // The physical block that holds the live block 0, overwritten as ordinary data.
@@ -538,6 +548,8 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         if (p.newSector0 >= 0) touched.add(new long[] {p.newSector0, p.newSector0 + 1});
         p.claim = busy.claim(touched);
         plannedEntries += p.entries;
+        originalBackups += p.originalBlocks;
+        movedBackups += p.movedBlocks;
         s0c = s0;
         s0cIsBackup = s0Backup;
         return p;
@@ -661,8 +673,9 @@ public final class BowEngine implements ModeEngine, BlockDevice {
         BusyBlocks.Claim claim;
         long f;
         synchronized (mapLock) {
-            f = map.firstFree();
+            f = map.lastFree();
             if (f < 0) throw new DeviceException(Errno.ENOSPC, "no free block for the next log block (reserve exhausted)");
+            f = map.runEnd(f) - 1;   // high, like the backups
             map.set(f, f + 1, RangeType.BACKUP);
             rolloverBlocksUsed++;
             claim = busy.claim(f, f + 1);
@@ -766,6 +779,9 @@ public final class BowEngine implements ModeEngine, BlockDevice {
                 for (RangeType t : RangeType.VALUES) details.put("type_" + t.name().toLowerCase() + "_bytes", Long.toString(map.count(t) * bs));
             }
             if (s0c >= 0) details.put("sector0", Long.toString(s0c * sectorsPerBlock));
+            // Since this daemon started: checkpointed data backed up, and backups moved because the filesystem wrote over them.
+            details.put("backup_original_bytes", Long.toString(originalBackups * bs));
+            details.put("backup_moved_bytes", Long.toString(movedBackups * bs));
         }
         if (c != null && c.failure() != null) details.put("error", "log write failed: " + c.failure().getMessage());
         Throwable b = broken;

@@ -82,6 +82,16 @@ public final class RangeMap {
         throw new IllegalStateException("free index out of step with chunk " + c.key);
     }
 
+    /** Start of the highest FREE run, or -1 when there is none. */
+    public long lastFree() {
+        if (chunksWithFree.isEmpty()) return -1;
+        Chunk c = chunks.get(chunksWithFree.last());
+        for (int i = c.n - 1; i >= 0; i--) {
+            if (c.types[i] == RangeType.FREE.ordinal()) return c.starts[i];
+        }
+        throw new IllegalStateException("free index out of step with chunk " + c.key);
+    }
+
     /** Sets blocks [from, to) to {@code type}, merging with neighbours of the same type. */
     public void set(long from, long to, RangeType type) {
         if (from < 0 || to > blocks || from > to) {

@@ -35,6 +35,14 @@ class BowEngineRaceTest {
             throw new AssertionError("no free block");
         }
 
+        /** Where the next one-block backup goes: the top block of the highest free run. */
+        long nextBackupBlock() {
+            long top = -1;
+            for (var r : eng.ranges()) if (r.type().equals("Free")) top = (r.offset() + r.length()) / bs - 1;
+            if (top < 0) throw new AssertionError("no free block");
+            return top;
+        }
+
         void assertRollbackExact(String what) throws Exception {
             assertEqualOutside(start, rolledBack(mem.snapshot()), free, what);
         }
@@ -108,10 +116,10 @@ class BowEngineRaceTest {
         // Fill the log block: entry 0 is block 0's backup, then one entry per data block.
         for (int b = 1; b < capacity; b++) write(r.eng, (long) b * bs, pattern(bs, b));
         assertEquals(capacity, r.eng.status().logEntries());
-        // The next backup triggers the rollover: its backup takes the first free block, the
-        // copy of the full log block the one after.
-        long backupDest = r.firstFreeBlock();
-        long logCopy = backupDest + 1;
+        // The next backup triggers the rollover: its backup takes the top free block, the
+        // copy of the full log block the one below.
+        long backupDest = r.nextBackupBlock();
+        long logCopy = backupDest - 1;
         Gate g = r.gate.arm(Op.WRITE, Match.overlapping(logCopy * bs, bs));
         Request trigger = GateDevice.start("rollover", () -> write(r.eng, 50L * bs, pattern(bs, 50)));
         assertTrue(g.awaitArrived(T), "the log copy is written to block " + logCopy);
@@ -152,7 +160,7 @@ class BowEngineRaceTest {
     @Test
     void writerWaitingOnAFailedBackupIsRefused() throws Exception {
         Rig r = rig(4096, 64, 32);
-        long dest = r.firstFreeBlock();
+        long dest = r.nextBackupBlock();
         Gate g = r.gate.arm(Op.WRITE, Match.overlapping(dest * 4096, 4096));
         Request first = GateDevice.start("first", () -> write(r.eng, 7 * 4096, pattern(4096, 11)));
         assertTrue(g.awaitArrived(T), "the backup copy of block 7 is being written");

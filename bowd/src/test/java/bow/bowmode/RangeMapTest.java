@@ -46,6 +46,15 @@ class RangeMapTest {
         int firstFree = -1;
         for (int i = 0; i < model.length; i++) if (model[i] == RangeType.FREE) { firstFree = i; break; }
         assertEquals(firstFree, map.firstFree(), "seed " + seed + " first free");
+        int lastFree = -1;
+        for (int i = model.length - 1; i >= 0; i--) {
+            if (model[i] == RangeType.FREE) {
+                lastFree = i;
+                while (lastFree > 0 && model[lastFree - 1] == RangeType.FREE) lastFree--;
+                break;
+            }
+        }
+        assertEquals(lastFree, map.lastFree(), "seed " + seed + " start of the last free run");
         long[] visited = {0};
         map.forEach((start, end, type) -> {
             assertEquals(visited[0], start);
