@@ -145,7 +145,7 @@ public final class LowSpacePolicy implements Closeable {
         return true;
     }
 
-    /** bow reports "1 CHECKPOINT", persistent "CHECKPOINT". */
+    /** bow reports "1 CHECKPOINT", persistent and shared "CHECKPOINT". */
     public static boolean inCheckpoint(String state) {
         return state.equals("CHECKPOINT") || state.endsWith(" CHECKPOINT");
     }
