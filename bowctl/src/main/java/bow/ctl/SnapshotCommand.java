@@ -205,8 +205,8 @@ public final class SnapshotCommand implements Runnable {
     }
 
     @Command(name = "rollback", mixinStandardHelpOptions = true,
-            description = {"Roll the origin back to a snapshot, online: the origin becomes that snapshot's content; the snapshot "
-                    + "and every other one keep theirs. The daemon goes on serving the origin meanwhile (reads see the snapshot's content).",
+            description = {"Roll the origin back to a snapshot, online, with the daemon running: the origin becomes that snapshot's "
+                    + "content; the snapshot and every other one keep theirs.",
                     "Returns once the rollback has started; progress and the outcome are in 'bowctl status' (state ROLLING_BACK, "
                             + "details 'rollback' = done/total chunks and 'error'). With --wait, waits for the end and shows the progress."},
             exitCodeListHeading = "%nExit codes:%n",
