@@ -207,6 +207,7 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         String err = lastError;
         if (fenced != null) err = "writes refused: " + fenced;
         else if (full) err = FULL_MESSAGE;
+        if (err.isEmpty() && reclaimProblem != null) err = "reclaim of deleted snapshots stopped: " + reclaimProblem;
         if (!err.isEmpty()) d.put("error", err);
         String state = rolling ? "ROLLING_BACK" : checkpoint ? "CHECKPOINT" : "NO_CHECKPOINT";
         long freeBytes = s == null ? 0 : free * s.chunkBytes();
@@ -307,6 +308,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         try {
             checkOpen();
             checkNotFenced();
+            // the origin device is half rolled back: a snapshot of it now would be neither state
+            if (rbTarget >= 0) throw new IllegalStateException("a rollback to snapshot " + rbTarget + " is running: create snapshots once it is done");
             if (!name.isEmpty() && findByName(name) >= 0) throw new IllegalArgumentException("a snapshot named \"" + name + "\" exists already");
             SharedStore s = store;
             if (s == null) {

@@ -4,10 +4,13 @@ import bow.blockdev.BlockDevice;
 import bow.blockdev.DeviceException;
 import bow.blockdev.Errno;
 import bow.blockdev.MemoryBlockDevice;
+import bow.blockdev.testing.GateDevice;
+import bow.blockdev.testing.JitterDevice;
 import bow.engine.SnapshotEngine.SnapshotInfo;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
+import java.time.Duration;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -257,5 +260,70 @@ class SharedEngineTest {
         assertTrue(e2.store().check().clean());
         e2.close();
         assertEquals(0, SharedStore.readHeader(cow).deletingMask());
+    }
+
+    /** A second writer of a chunk whose copy-out is not yet durable must not reach the origin first. */
+    @Test
+    void secondWriterOfAChunkWaitsForTheFirstOnesCommit() throws Exception {
+        byte[] init = pattern(16 * CB, 21);
+        MemoryBlockDevice originMem = new MemoryBlockDevice(init);
+        GateDevice origin = new GateDevice(originMem);
+        GateDevice cow = new GateDevice(new MemoryBlockDevice(256 * CB));
+        SharedEngine e = open(origin, cow);
+        e.createSnapshot(null, false);
+        BlockDevice o = e.exports().get("");
+        GateDevice.Gate commit = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        GateDevice.Request a = GateDevice.start("first", () -> write(o, 5 * CB, pattern(CB, 22)));
+        assertTrue(commit.awaitArrived(Duration.ofSeconds(10)));
+        GateDevice.Request b = GateDevice.start("second", () -> write(o, 5 * CB + 512, pattern(512, 23)));
+        GateDevice.Request r = GateDevice.start("snapshot read", () -> read(e.exports().get("snapshot-0"), 5 * CB, CB));
+        assertFalse(b.await(Duration.ofMillis(300)), "the second writer went on while the first one's copy-out was not durable");
+        assertFalse(r.isDone(), "a snapshot read of a chunk being copied out must wait for it");
+        assertArrayEquals(Arrays.copyOfRange(init, 5 * CB, 6 * CB), read(originMem, 5 * CB, CB), "the origin chunk is untouched before the commit");
+        commit.release();
+        a.join(Duration.ofSeconds(10));
+        b.join(Duration.ofSeconds(10));
+        r.join(Duration.ofSeconds(10));
+        assertArrayEquals(Arrays.copyOfRange(init, 5 * CB, 6 * CB), read(e.exports().get("snapshot-0"), 5 * CB, CB));
+        byte[] want = pattern(CB, 22);
+        System.arraycopy(pattern(512, 23), 0, want, 512, 512);
+        assertArrayEquals(want, read(o, 5 * CB, CB));
+        e.close();
+    }
+
+    /** Writes made while a rollback runs land on the rolled-back content and win over it. */
+    @Test
+    void rollbackKeepsTheWritesMadeWhileItRuns() throws Exception {
+        int chunks = 96;
+        byte[] init = pattern(chunks * CB, 31);
+        MemoryBlockDevice originMem = new MemoryBlockDevice(init);
+        BlockDevice origin = new JitterDevice(originMem, 300);
+        SharedEngine e = open(origin, new JitterDevice(new MemoryBlockDevice(1024 * CB), 300));
+        e.createSnapshot("t", false);
+        BlockDevice o = e.exports().get("");
+        write(o, 0, pattern(chunks * CB, 32));
+        e.createSnapshot("later", false);
+        byte[] later = read(o, 0, chunks * CB);
+        e.rollbackTo("t");
+        assertEquals("ROLLING_BACK", e.status().state());
+        assertTrue(e.readOnlyExports().contains("snapshot-t"));
+        assertThrows(IllegalStateException.class, () -> e.createSnapshot(null, false));
+        assertThrows(IllegalStateException.class, () -> e.rollbackTo("later"));
+        byte[] want = init.clone();
+        Random rnd = new Random(33);
+        for (int i = 0; i < 40; i++) {
+            int off = rnd.nextInt(chunks * CB - 3000), len = 1 + rnd.nextInt(3000);
+            byte[] d = pattern(len, 100 + i);
+            write(o, off, d);
+            System.arraycopy(d, 0, want, off, len);
+        }
+        e.awaitRollback();
+        assertEquals("NO_CHECKPOINT", e.status().state());
+        assertEquals(chunks + "/" + chunks + " chunks", e.status().details().get("rollback"));
+        assertArrayEquals(want, read(o, 0, chunks * CB), "the snapshot's content with the writes made since on top");
+        assertArrayEquals(init, read(e.exports().get("snapshot-t"), 0, chunks * CB));
+        assertArrayEquals(later, read(e.exports().get("snapshot-later"), 0, chunks * CB), "a snapshot taken before the rollback keeps its content");
+        assertTrue(e.store().check().clean());
+        e.close();
     }
 }
