@@ -326,4 +326,28 @@ class SharedEngineTest {
         assertTrue(e.store().check().clean());
         e.close();
     }
+
+    /** Open reads the two header slots and one bitmap copy, nothing of the tree; the block cache stays bounded. */
+    @Test
+    void openReadsNoTreeBlocksAndTheCacheIsBounded() throws Exception {
+        int chunks = 1024;
+        MemoryBlockDevice origin = new MemoryBlockDevice(pattern(chunks * CB, 41));
+        MemoryBlockDevice cow = new MemoryBlockDevice(4096 * CB);
+        SharedStore.Tuning small = new SharedStore.Tuning(8, Leaf.bytesFor(2, 16), 8, 32);
+        SharedEngine e = SharedEngine.open(origin, cow, new SharedEngine.Options(CS), small);
+        e.createSnapshot(null, false);
+        e.createSnapshot(null, false);
+        write(e.exports().get(""), 0, pattern(chunks * CB, 42));   // an exception for every chunk
+        assertTrue(e.store().cachedBlocks() <= 32, "cache holds " + e.store().cachedBlocks() + " blocks");
+        int depth = e.store().read(() -> e.store().tree().level());
+        assertTrue(depth >= 3, "tree of " + depth + " levels");
+        e.close();
+        bow.blockdev.CountingDevice counted = new bow.blockdev.CountingDevice(cow);
+        SharedEngine e2 = SharedEngine.open(origin, counted, new SharedEngine.Options(CS), small);
+        assertEquals(3, counted.reads(), "two header slots and one read of the bitmap copy");
+        byte[] old = pattern(chunks * CB, 41);
+        assertArrayEquals(old, read(e2.exports().get("snapshot-1"), 0, chunks * CB));
+        assertTrue(e2.store().cachedBlocks() <= 32, "cache holds " + e2.store().cachedBlocks() + " blocks");
+        e2.close();
+    }
 }
