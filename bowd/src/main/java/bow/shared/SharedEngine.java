@@ -79,6 +79,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     // background reclaim of deleted snapshots
     private Thread reclaimer;                 // guarded by this
     private volatile String reclaimProblem;
+    /** Tests: no reclaim starts while set (to leave a delete unfinished on disk). */
+    volatile boolean pauseReclaim;
 
     // online rollback
     private volatile int rbTarget = -1;
@@ -205,6 +207,7 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         String err = lastError;
         if (fenced != null) err = "writes refused: " + fenced;
         else if (full) err = FULL_MESSAGE;
+        if (err.isEmpty() && reclaimProblem != null) err = "reclaim of deleted snapshots stopped: " + reclaimProblem;
         if (!err.isEmpty()) d.put("error", err);
         String state = rolling ? "ROLLING_BACK" : checkpoint ? "CHECKPOINT" : "NO_CHECKPOINT";
         long freeBytes = s == null ? 0 : free * s.chunkBytes();
@@ -305,6 +308,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         try {
             checkOpen();
             checkNotFenced();
+            // the origin device is half rolled back: a snapshot of it now would be neither state
+            if (rbTarget >= 0) throw new IllegalStateException("a rollback to snapshot " + rbTarget + " is running: create snapshots once it is done");
             if (!name.isEmpty() && findByName(name) >= 0) throw new IllegalArgumentException("a snapshot named \"" + name + "\" exists already");
             SharedStore s = store;
             if (s == null) {
@@ -415,6 +420,7 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     }
 
     private synchronized void startReclaim() {
+        if (pauseReclaim) return;
         if (reclaimer != null && reclaimer.isAlive()) return;
         reclaimProblem = null;
         reclaimer = new Thread(this::reclaimLoop, "shared-reclaim");
@@ -774,11 +780,9 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                 int len = (int) Math.min(cb - in, dst.remaining());
                 ByteBuffer part = dst.slice(dst.position(), len);
                 long x = where[(int) (c - r[0])];
-                if (x >= 0) cow.read(x * cb + in, part);
-                else {
-                    long rb = rollbackSource(s, c);   // the origin during a rollback reads as the target where not rolled back yet
-                    if (rb >= 0) cow.read(rb * cb + in, part); else origin.read(pos, part);
-                }
+                // no exception: the snapshot sees the origin device's data (during a rollback too: a
+                // chunk is copied out for it before the rollback overwrites the origin there)
+                if (x >= 0) cow.read(x * cb + in, part); else origin.read(pos, part);
                 dst.position(dst.position() + len);
                 pos += len;
             }

@@ -69,8 +69,11 @@ class SharedEngineModelTest {
         if (st != null) {
             SharedTree.CheckResult r = st.check();
             assertTrue(r.clean(), when + ": check: " + r.problems());
+            maxLevel = Math.max(maxLevel, st.read(() -> st.tree().level()));
         }
     }
+
+    static int maxLevel;
 
     static void fill(Random rnd, byte[] b) {
         // compressible but distinct content: a random byte repeated in short runs
@@ -84,7 +87,9 @@ class SharedEngineModelTest {
 
     @Test
     void randomizedAgainstModel() throws Exception {
+        maxLevel = 0;
         for (int seed = 0; seed < SEEDS; seed++) runSeed(seed);
+        assertTrue(SEEDS < 3 || maxLevel >= 3, "the trees stayed shallow: at most " + maxLevel + " levels");
     }
 
     void runSeed(int seed) throws Exception {
@@ -102,7 +107,7 @@ class SharedEngineModelTest {
         verify(eh[0], m, "seed " + seed + " at open");
         int phases = 3;
         for (int ph = 0; ph < phases; ph++) {
-            int ops = 25 + rnd.nextInt(25);
+            int ops = 15 + rnd.nextInt(20);
             for (int op = 0; op < ops; op++) {
                 SharedEngine e = eh[0];
                 String when = "seed " + seed + " phase " + ph + " op " + op;
