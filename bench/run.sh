@@ -28,9 +28,9 @@ to_bytes() {
 T0=$(date +%s)
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
-    d_size=64M d_runtime=2 d_warmup=1 d_rollback=64M d_peers="nbdkit-file persistent bow"
+    d_size=64M d_runtime=2 d_warmup=1 d_rollback=64M d_peers="nbdkit-file persistent shared bow"
 else
-    d_size=256M d_runtime=10 d_warmup=3 d_rollback=1G d_peers="nbdkit-file qemu-nbd nbdkit-cow persistent bow"
+    d_size=256M d_runtime=10 d_warmup=3 d_rollback=1G d_peers="nbdkit-file qemu-nbd nbdkit-cow persistent shared bow"
 fi
 SIZE=$(to_bytes "${BENCH_SIZE:-$d_size}")
 RUNTIME=${BENCH_RUNTIME:-$d_runtime}
@@ -84,8 +84,8 @@ for p in $PEERS; do
         nbdkit-cow) need nbdkit "Debian package nbdkit"
             nbdkit --filter=cow file --version >/dev/null 2>&1 || die "nbdkit has no cow filter (Debian package nbdkit)" ;;
         qemu-nbd) need qemu-nbd "Debian package qemu-utils" ;;
-        persistent|bow) ;;
-        *) die "unknown peer '$p' in BENCH_PEERS (known: nbdkit-file qemu-nbd nbdkit-cow persistent bow)" ;;
+        persistent|shared|bow) ;;
+        *) die "unknown peer '$p' in BENCH_PEERS (known: nbdkit-file qemu-nbd nbdkit-cow persistent shared bow)" ;;
     esac
 done
 [[ " $PEERS " == *" nbdkit-file "* ]] || say "nbdkit-file is not in BENCH_PEERS: the pass-through targets cannot be judged"
@@ -332,6 +332,26 @@ for p in $ALL_PEERS; do
                 || die "persistent rollback failed"
             floor=$(dd_floor "$ROLLBACK")
             extra "rollback persistent" "$ms $floor" "merge of $((ROLLBACK >> 20)) MiB (COW $st) vs dd of as many bytes" ;;
+        shared)
+            # Origin first writes while 1, 10, then 64 snapshots share every chunk: each count writes
+            # its own region [kS, (k+1)S), whose chunks all snapshots still read from the origin.
+            rm -f "$COW"; truncate -s "$COW_SIZE" "$COW"
+            start_server bowd-shared "${BOWD[@]}" --mode shared --device "$IMG" --cow "$COW"
+            warmup
+            n=0; k=0
+            for want in 1 10 64; do
+                while [ "$n" -lt "$want" ]; do
+                    bowctl_cmd snapshot create >/dev/null || die "bowctl snapshot create failed (snapshot $n)"
+                    n=$((n + 1))
+                done
+                [ "$want" = 1 ] && measure "bowd shared, reads" rr16 bowd
+                measure "bowd shared, 1st write, $want snapshots" rw16 bowd --offset=$((k * SIZE))
+                k=$((k + 1))
+            done
+            bowctl_cmd snapshot list >"$T/shared-list.txt" 2>&1 || true
+            extra "shared snapshots" "$(tail -1 "$T/shared-list.txt")" "bowctl snapshot list after the runs"
+            bowctl_cmd shutdown >/dev/null || true
+            stop_server bowd-shared ;;
         bow)
             start_server bowd-bow "${BOWD[@]}" --mode bow --device "$IMG" --block-size 4096
             bowctl_cmd trim --offset "$BACKUP_AT" --length $((IMG_SIZE - BACKUP_AT)) >/dev/null
@@ -420,9 +440,9 @@ judge() {
             print "| target | wanted | measured | verdict |"
             print "|---|---:|---:|---|"
             ref = "nbdkit file"
-            split("bowd bow, state 0|bowd bow, state 2|bowd bow, state 1, rewrite|bowd bow, state 1, reads|bowd persistent, reads", pc, "|")
+            split("bowd bow, state 0|bowd bow, state 2|bowd bow, state 1, rewrite|bowd bow, state 1, reads|bowd persistent, reads|bowd shared, reads", pc, "|")
             split("rr16 rw16 rr16x4 rw16x4", pw, " ")
-            for (i = 1; i <= 5; i++) for (j = 1; j <= 4; j++) {
+            for (i = 1; i <= 6; i++) for (j = 1; j <= 4; j++) {
                 c = pc[i]; w = pw[j]
                 if (!has(c, w)) continue
                 row(c " / nbdkit file, " lab[w], ratio(v[c SUBSEP w], v[ref SUBSEP w]), "1.0", "min")
@@ -453,7 +473,9 @@ judge() {
             row("backup placement: bytes backed up / checkpointed bytes overwritten (ext4 update workload)", "", "1.1", "max")
             row("persistent: open a COW with a million exceptions, s", "", "2", "max")
             row("bowctl log verify of 4 GiB / one read of the backups", "", "1.0", "max")
-            printf "| shared mode, 1 / 10 / 64 snapshots | — | n/a: shared mode not built | — |\n"
+            s1 = v["bowd shared, 1st write, 1 snapshots" SUBSEP "rw16"]
+            row("bowd shared 1st write, 10 snapshots / 1 snapshot, 4k randwrite qd16", ratio(v["bowd shared, 1st write, 10 snapshots" SUBSEP "rw16"], s1), "0.8", "min")
+            row("bowd shared 1st write, 64 snapshots / 1 snapshot, 4k randwrite qd16", ratio(v["bowd shared, 1st write, 64 snapshots" SUBSEP "rw16"], s1), "0.8", "min")
         }
         BEGIN {
             lab["rr16"] = "4k randread qd16"; lab["rw16"] = "4k randwrite qd16"
