@@ -125,7 +125,7 @@ class SharedEngineModelTest {
         verify(eh[0], m, "seed " + seed + " at open");
         int phases = 3;
         for (int ph = 0; ph < phases; ph++) {
-            int ops = 10 + rnd.nextInt(14);
+            int ops = 8 + rnd.nextInt(12);
             for (int op = 0; op < ops; op++) {
                 SharedEngine e = eh[0];
                 String when = "seed " + seed + " phase " + ph + " op " + op;
