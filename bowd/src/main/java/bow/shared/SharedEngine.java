@@ -217,7 +217,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         if (!err.isEmpty()) d.put("error", err);
         String state = rolling ? "ROLLING_BACK" : checkpoint ? "CHECKPOINT" : "NO_CHECKPOINT";
         long freeBytes = s == null ? 0 : free * s.chunkBytes();
-        return new EngineStatus(mode(), state, "origin", origin.size(), SharedFormat.SECTOR, freeBytes, backed, 0, 0, 0, d);
+        long seq = s == null ? 0 : s.durableSequence();
+        return new EngineStatus(mode(), state, "origin", origin.size(), SharedFormat.SECTOR, freeBytes, backed, seq, 0, 0, d);
     }
 
     private String statusLine(SharedStore s, int snaps, long free, long total, boolean rolling) {
@@ -582,7 +583,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                     } finally {
                         lifecycle.readLock().unlock();
                     }
-                    rbDone.incrementAndGet();
+                    // chunks the target gained during the rollback (copy-outs of writes made meanwhile) count too
+                    if (rbDone.incrementAndGet() > rbTotal.get()) rbTotal.set(rbDone.get());
                 }
             }
             lifecycle.writeLock().lock();

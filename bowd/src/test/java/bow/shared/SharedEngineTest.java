@@ -422,4 +422,32 @@ class SharedEngineTest {
             }
         }
     }
+
+    /** Writers that arrive while a commit does its I/O share the next commit. */
+    @Test
+    void writersWaitingForACommitShareTheNextOne() throws Exception {
+        MemoryBlockDevice originMem = new MemoryBlockDevice(pattern(32 * CB, 81));
+        GateDevice cow = new GateDevice(new MemoryBlockDevice(256 * CB));
+        SharedEngine e = open(originMem, cow);
+        e.createSnapshot(null, false);
+        BlockDevice o = e.exports().get("");
+        long before = e.store().commits();
+        GateDevice.Gate g = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        List<GateDevice.Request> rs = new ArrayList<>();
+        rs.add(GateDevice.start("w0", () -> write(o, 0, pattern(CB, 82))));
+        assertTrue(g.awaitArrived(Duration.ofSeconds(10)));
+        for (int i = 1; i <= 6; i++) {
+            final int c = 2 * i;
+            rs.add(GateDevice.start("w" + i, () -> write(o, (long) c * CB, pattern(CB, 82 + c))));
+        }
+        long deadline = System.currentTimeMillis() + 10_000;
+        while (e.store().waitingForCommit() < 6 && System.currentTimeMillis() < deadline) Thread.sleep(5);
+        assertEquals(6, e.store().waitingForCommit(), "six writers wait for the commit in flight");
+        g.release();
+        for (GateDevice.Request r : rs) r.join(Duration.ofSeconds(10));
+        assertEquals(2, e.store().commits() - before, "the six later copy-outs share one commit");
+        for (int i = 1; i <= 6; i++) assertArrayEquals(pattern(CB, 82 + 2 * i), read(o, 2L * i * CB, CB));
+        assertTrue(e.store().check().clean());
+        e.close();
+    }
 }
