@@ -99,6 +99,13 @@ public final class BitmapAllocator {
         return a;
     }
 
+    /**
+     * Marks every bitmap chunk of {@code copy} as lacking: after a {@link #load} of one copy, the
+     * other copy on disk is a commit older (or more) and its next commit must rewrite it whole,
+     * since which chunks differ is not known without reading it.
+     */
+    public void markStale(int copy) { dirty[copy].set(0, freeIn.length); for (int i = 0; i < gen.length; i++) gen[i]++; }
+
     public long nrChunks() { return nrChunks; }
     public long firstDataChunk() { return firstData; }
     public int bitmapChunks() { return freeIn.length; }

@@ -350,4 +350,104 @@ class SharedEngineTest {
         assertTrue(e2.store().cachedBlocks() <= 32, "cache holds " + e2.store().cachedBlocks() + " blocks");
         e2.close();
     }
+
+    @Test
+    void listCountsChunksHeldAloneAndSharedAndUsageAndStatusAgree() throws Exception {
+        MemoryBlockDevice origin = new MemoryBlockDevice(pattern(32 * CB, 51));
+        SharedEngine e = open(origin, new MemoryBlockDevice(256 * CB));
+        assertEquals(0, e.usage().freeChunks());
+        e.createSnapshot("a", false);
+        e.createSnapshot("b", true);
+        write(e.exports().get(""), 0, pattern(3 * CB, 52));            // 3 chunks shared by a and b
+        write(e.exports().get("snapshot-b"), 10 * CB, pattern(2 * CB, 53));   // 2 chunks b holds alone
+        write(e.exports().get("snapshot-b"), 0, pattern(100, 54));      // b unshares chunk 0
+        List<SnapshotInfo> l = e.listSnapshots();
+        assertEquals(2, l.size());
+        SnapshotInfo a = l.get(0), b = l.get(1);
+        assertEquals("a", a.name());
+        assertFalse(a.writable());
+        assertTrue(b.writable());
+        assertTrue(a.createdMillis() > 0 && a.createdMillis() <= System.currentTimeMillis());
+        assertEquals(1, a.chunksAlone(), "chunk 0, which b unshared");
+        assertEquals(2, a.chunksShared());
+        assertEquals(3, b.chunksAlone());
+        assertEquals(2, b.chunksShared());
+        var u = e.usage();
+        assertEquals(CB, u.chunkBytes());
+        assertEquals(256, u.totalChunks());
+        var st = e.status();
+        assertEquals("shared", st.mode());
+        assertEquals(32L * CB, st.deviceSize());
+        assertEquals(u.freeChunks() * CB, st.freeBytes());
+        assertEquals(Long.toString(u.freeChunks()), st.details().get("free_chunks"));
+        assertEquals("256", st.details().get("total_chunks"));
+        assertEquals("2", st.details().get("snapshots"));
+        assertTrue(st.backedUpBytes() >= 6L * CB, "6 data chunks at least: " + st.backedUpBytes());
+        assertNotNull(st.details().get("status"));
+        e.close();
+    }
+
+    /** An I/O error or an Error during a copy-out or its commit fences writes; the store on disk stays intact. */
+    @Test
+    void failedCopyOutOrCommitFencesWritesAndKeepsTheDiskIntact() throws Exception {
+        // one copy-out commit: the data chunk, the leaf and root node (one run), the bitmap chunk, the header; two flushes
+        for (int k = 1; k <= 6; k++) {
+            for (boolean error : new boolean[] {false, true}) {
+                byte[] init = pattern(32 * CB, 60 + k);
+                MemoryBlockDevice originMem = new MemoryBlockDevice(init);
+                MemoryBlockDevice cowMem = new MemoryBlockDevice(256 * CB);
+                bow.blockdev.testing.FaultDevice cow = new bow.blockdev.testing.FaultDevice(cowMem);
+                SharedEngine e = open(originMem, cow);
+                e.createSnapshot("s", false);
+                BlockDevice o = e.exports().get("");
+                write(o, 0, pattern(CB, 70));     // one committed copy-out before the fault
+                bow.blockdev.testing.FaultDevice.Op op = k <= 4 ? bow.blockdev.testing.FaultDevice.Op.WRITE : bow.blockdev.testing.FaultDevice.Op.FLUSH;
+                int nth = k <= 4 ? k : k - 4;
+                if (error) cow.throwNth(op, nth, () -> new AssertionError("injected"));
+                else cow.failNth(op, nth);
+                String what = "fault " + op + " #" + nth + (error ? " (Error)" : "");
+                Throwable t = assertThrows(Throwable.class, () -> write(o, 4 * CB, pattern(2 * CB, 71)), what);
+                assertTrue(t instanceof IOException, what + ": " + t);
+                assertTrue(e.status().details().getOrDefault("error", "").startsWith("writes refused"), what + ": " + e.status().details());
+                assertArrayEquals(Arrays.copyOfRange(init, 4 * CB, 6 * CB), read(originMem, 4 * CB, 2 * CB), what + ": origin written before its copy-out was durable");
+                assertThrows(IOException.class, () -> write(o, 20 * CB, new byte[512]), what + ": fenced");
+                try { e.close(); } catch (IOException | AssertionError ignored) { /* the engine is fenced */ }
+                cow.clear();
+                SharedEngine r = open(originMem, cowMem);
+                assertTrue(r.store().check().clean(), what + ": " + r.store().check().problems());
+                assertArrayEquals(init, read(r.exports().get("snapshot-s"), 0, init.length), what + ": snapshot");
+                write(r.exports().get(""), 4 * CB, pattern(2 * CB, 71));
+                assertArrayEquals(init, read(r.exports().get("snapshot-s"), 0, init.length), what + ": snapshot after the write is redone");
+                r.close();
+            }
+        }
+    }
+
+    /** Writers that arrive while a commit does its I/O share the next commit. */
+    @Test
+    void writersWaitingForACommitShareTheNextOne() throws Exception {
+        MemoryBlockDevice originMem = new MemoryBlockDevice(pattern(32 * CB, 81));
+        GateDevice cow = new GateDevice(new MemoryBlockDevice(256 * CB));
+        SharedEngine e = open(originMem, cow);
+        e.createSnapshot(null, false);
+        BlockDevice o = e.exports().get("");
+        long before = e.store().commits();
+        GateDevice.Gate g = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        List<GateDevice.Request> rs = new ArrayList<>();
+        rs.add(GateDevice.start("w0", () -> write(o, 0, pattern(CB, 82))));
+        assertTrue(g.awaitArrived(Duration.ofSeconds(10)));
+        for (int i = 1; i <= 6; i++) {
+            final int c = 2 * i;
+            rs.add(GateDevice.start("w" + i, () -> write(o, (long) c * CB, pattern(CB, 82 + c))));
+        }
+        long deadline = System.currentTimeMillis() + 10_000;
+        while (e.store().waitingForCommit() < 6 && System.currentTimeMillis() < deadline) Thread.sleep(5);
+        assertEquals(6, e.store().waitingForCommit(), "six writers wait for the commit in flight");
+        g.release();
+        for (GateDevice.Request r : rs) r.join(Duration.ofSeconds(10));
+        assertEquals(2, e.store().commits() - before, "the six later copy-outs share one commit");
+        for (int i = 1; i <= 6; i++) assertArrayEquals(pattern(CB, 82 + 2 * i), read(o, 2L * i * CB, CB));
+        assertTrue(e.store().check().clean());
+        e.close();
+    }
 }
