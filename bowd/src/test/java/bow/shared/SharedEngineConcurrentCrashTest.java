@@ -146,7 +146,7 @@ class SharedEngineConcurrentCrashTest {
         for (Thread t : ts) t.join(60_000);
         for (Thread t : ts) assertFalse(t.isAlive(), "a worker is stuck");
         if (!unexpected.isEmpty()) throw new AssertionError("worker failed", unexpected.get(0));
-        if (!cow.isDead()) { e.close(); return false; }
+        if (!cow.isDead()) { cow.armCrashAfterOps(Long.MAX_VALUE, null); e.close(); return false; }
         try { e.close(); } catch (IOException expected) { /* the devices are dead */ }
 
         String when = "run " + run;
