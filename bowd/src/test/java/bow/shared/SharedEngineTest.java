@@ -450,4 +450,31 @@ class SharedEngineTest {
         assertTrue(e.store().check().clean());
         e.close();
     }
+
+    @Test
+    void checkReportsACleanStoreAndACorruptBlock() throws Exception {
+        MemoryBlockDevice origin = new MemoryBlockDevice(pattern(32 * CB, 91));
+        MemoryBlockDevice cow = new MemoryBlockDevice(256 * CB);
+        assertTrue(SharedEngine.check(cow).clean());
+        assertNull(SharedEngine.check(cow).header(), "blank");
+        SharedEngine e = open(origin, cow);
+        e.createSnapshot(null, false);
+        write(e.exports().get(""), 0, pattern(8 * CB, 92));
+        long root = e.store().read(() -> e.store().tree().root());
+        e.close();
+        SharedEngine.CheckReport ok = SharedEngine.check(cow);
+        assertTrue(ok.clean(), ok.problems().toString());
+        assertEquals(8, ok.exceptions());
+        byte[] before = cow.snapshot();
+        cow.write(root * CB + 30, ByteBuffer.wrap(new byte[] {9, 9}));
+        SharedEngine.CheckReport bad = SharedEngine.check(cow);
+        assertFalse(bad.clean());
+        assertTrue(bad.problems().get(0).contains("chunk " + root), bad.problems().toString());
+        byte[] after = cow.snapshot();
+        before[(int) root * CB + 30] = 9;
+        before[(int) root * CB + 31] = 9;
+        assertArrayEquals(before, after, "check writes nothing");
+        IOException read = assertThrows(IOException.class, () -> read(open(origin, cow).exports().get("snapshot-0"), 0, CB));
+        assertTrue(read.getMessage().contains("chunk " + root), read.getMessage());
+    }
 }
