@@ -193,6 +193,21 @@ public final class SharedTree {
         return snapmask & ~(e == null ? 0 : e.using());
     }
 
+    /**
+     * Visits the entries of the leaf holding origin chunk {@code key} (from the first one at or
+     * after {@code key}) and returns the low key of the next leaf, or -1 after the last leaf, so
+     * that a caller can walk the tree leaf by leaf without holding its lock for the whole walk.
+     * The entries are decoded copies.
+     */
+    public long scanLeaf(long key, java.util.function.Consumer<Entry> visit) {
+        Path p = probe(key);
+        for (Entry e : p.leaf.entries) if (e.origin >= key) visit.accept(e);
+        for (int i = p.nodes.length - 1; i >= 0; i--) {
+            if (p.idx[i] + 1 < p.nodes[i].count) return p.nodes[i].keys[p.idx[i] + 1];
+        }
+        return -1;
+    }
+
     // ---------------------------------------------------------------- writes
 
     /**
