@@ -154,6 +154,7 @@ public final class CommitCommand implements Callable<Integer> {
         Response r = control.call(Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build(), err, c);
         if (r == null || c[0] != 0) return true;
         String state = r.getStatus().getState();
-        return !(state.equals("0 TRIM") || state.equals("2 COMMITTED") || state.equals("NO_SNAPSHOT"));
+        return !(state.equals("0 TRIM") || state.equals("2 COMMITTED") || state.equals("NO_SNAPSHOT")
+                || state.equals("NO_CHECKPOINT"));   // persistent: no snapshot; shared: no "checkpoint" snapshot
     }
 }

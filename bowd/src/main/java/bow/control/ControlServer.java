@@ -3,10 +3,14 @@ package bow.control;
 import bow.blockdev.BlockDevice;
 import bow.blockdev.LinuxNative;
 import bow.engine.ModeEngine;
+import bow.engine.SnapshotEngine;
 import bow.proto.Range;
 import bow.proto.RangesReply;
 import bow.proto.Request;
 import bow.proto.Response;
+import bow.proto.SnapshotCreateReply;
+import bow.proto.SnapshotCreateRequest;
+import bow.proto.SnapshotListReply;
 import bow.proto.StatusReply;
 import jdk.net.ExtendedSocketOptions;
 import jdk.net.UnixDomainPrincipal;
@@ -392,6 +396,7 @@ public final class ControlServer implements Closeable {
                     dev.discard(off, len);
                     yield ok("trimmed " + len + " bytes at " + off);
                 }
+                case SNAPSHOT_CREATE, SNAPSHOT_LIST, SNAPSHOT_DELETE, SNAPSHOT_ROLLBACK -> snapshotRequest(req);
                 // The serving loop starts the shutdown once this answer is sent.
                 case SHUTDOWN -> ok("shutting down");
                 case KIND_NOT_SET -> error(Response.Code.BAD_REQUEST, "empty request");
@@ -403,6 +408,57 @@ public final class ControlServer implements Closeable {
         } catch (IOException | RuntimeException e) {
             log.warn("control request {} failed: {}", req.getKindCase(), LogText.of(e.toString()));
             return error(Response.Code.ERROR, e.getMessage() == null ? e.toString() : e.getMessage());
+        }
+    }
+
+    /**
+     * The snapshot requests, for an engine with snapshots. The caller's own mistakes (a bad or
+     * duplicate name, no such snapshot: IllegalArgumentException) are BAD_REQUEST, as a bad trim
+     * range is; the limit of 64 and a running rollback (IllegalStateException) are INVALID_STATE.
+     */
+    private Response snapshotRequest(Request req) throws IOException {
+        Optional<SnapshotEngine> found = engine.snapshots();
+        if (found.isEmpty()) {
+            return error(Response.Code.UNSUPPORTED, "only shared mode has snapshots; this daemon runs " + engine.mode() + " mode");
+        }
+        SnapshotEngine snaps = found.get();
+        try {
+            return switch (req.getKindCase()) {
+                case SNAPSHOT_CREATE -> {
+                    SnapshotCreateRequest c = req.getSnapshotCreate();
+                    int id = snaps.createSnapshot(c.getName().isEmpty() ? null : c.getName(), c.getWritable());
+                    yield Response.newBuilder().setCode(Response.Code.OK)
+                            .setMessage("snapshot " + id + (c.getName().isEmpty() ? "" : " (" + c.getName() + ")") + " created"
+                                    + (c.getWritable() ? ", writable" : ""))
+                            .setSnapshotCreated(SnapshotCreateReply.newBuilder().setId(id)).build();
+                }
+                case SNAPSHOT_LIST -> {
+                    SnapshotListReply.Builder b = SnapshotListReply.newBuilder();
+                    for (SnapshotEngine.SnapshotInfo i : snaps.listSnapshots()) {
+                        b.addSnapshots(bow.proto.SnapshotInfo.newBuilder().setId(i.id()).setName(i.name() == null ? "" : i.name())
+                                .setCreatedMillis(i.createdMillis()).setWritable(i.writable())
+                                .setChunksAlone(i.chunksAlone()).setChunksShared(i.chunksShared()));
+                    }
+                    SnapshotEngine.StoreUsage u = snaps.usage();
+                    b.setChunkBytes(u.chunkBytes()).setFreeChunks(u.freeChunks()).setTotalChunks(u.totalChunks());
+                    yield Response.newBuilder().setCode(Response.Code.OK).setSnapshotList(b).build();
+                }
+                case SNAPSHOT_DELETE -> {
+                    String which = req.getSnapshotDelete().getSnapshot();
+                    if (which.isEmpty()) yield error(Response.Code.BAD_REQUEST, "which snapshot? (an ID or a name)");
+                    snaps.deleteSnapshot(which);
+                    yield ok("snapshot " + which + " deleted");
+                }
+                case SNAPSHOT_ROLLBACK -> {
+                    String which = req.getSnapshotRollback().getSnapshot();
+                    if (which.isEmpty()) yield error(Response.Code.BAD_REQUEST, "which snapshot? (an ID or a name)");
+                    snaps.rollbackTo(which);
+                    yield ok("rollback of the origin to snapshot " + which + " started (progress: bowctl status)");
+                }
+                default -> throw new IllegalStateException("not a snapshot request: " + req.getKindCase());
+            };
+        } catch (IllegalArgumentException e) {
+            return error(Response.Code.BAD_REQUEST, e.getMessage());
         }
     }
 

@@ -9,6 +9,8 @@ import bow.engine.ModeEngine;
 import bow.lifecycle.CheckpointRecord;
 import bow.lifecycle.LowSpacePolicy;
 import bow.nbd.SocketActivation;
+import bow.shared.SharedEngine;
+import bow.shared.SharedFormat;
 import bow.snapshot.PersistentEngine;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -40,14 +42,15 @@ public final class Bowd implements Callable<Integer> {
     static final long DEFAULT_IMAGE_SIZE = 1L << 30;
     private static final long MAX_REQUEST = 32L << 20;
 
-    @Option(names = "--mode", defaultValue = "bow", paramLabel = "bow|persistent",
-            description = "Where old data goes: bow (free space of the device itself, default) or persistent (a COW device, dm-snapshot format).")
+    @Option(names = "--mode", defaultValue = "bow", paramLabel = "bow|persistent|shared",
+            description = "Where old data goes: bow (free space of the device itself, default), persistent (a COW device, dm-snapshot format, one snapshot) "
+                    + "or shared (a COW device holding up to 64 snapshots that share their chunks; bowctl snapshot creates them).")
     String mode;
 
     @Option(names = "--device", paramLabel = "PATH", description = "Block device or image file to serve (default: $BOW_HOME/default.img).")
     Path device;
 
-    @Option(names = "--cow", paramLabel = "PATH", description = "persistent mode: the COW device or file.")
+    @Option(names = "--cow", paramLabel = "PATH", description = "persistent and shared modes: the COW device or file (shared: a blank one is formatted at the first snapshot).")
     Path cow;
 
     @Option(names = "--block-size", defaultValue = "4096", paramLabel = "BYTES",
@@ -55,7 +58,8 @@ public final class Bowd implements Callable<Integer> {
     int blockSize;
 
     @Option(names = "--chunk-size", defaultValue = "0", paramLabel = "SECTORS",
-            description = "persistent mode: chunk size in 512-byte sectors, a power of two (default 32; one on the COW wins).")
+            description = "persistent and shared modes: chunk size in 512-byte sectors, a power of two (default 32; the chunk size of a COW that holds a store wins). "
+                    + "shared: 8 to 2048.")
     int chunkSize;
 
     @Option(names = "--overflow", description = "persistent mode: a full COW fails snapshot writes with ENOSPC instead of invalidating the snapshot.")
@@ -164,7 +168,7 @@ public final class Bowd implements Callable<Integer> {
             err.flush();
             closeDevices();
             return 3;
-        } catch (IOException | IllegalArgumentException e) {
+        } catch (IOException | IllegalArgumentException | UnsupportedOperationException e) {
             err.println("bowd: " + e.getMessage());
             err.flush();
             closeDevices();
@@ -229,7 +233,7 @@ public final class Bowd implements Callable<Integer> {
     private ModeEngine openEngine() throws IOException {
         switch (mode) {
             case "bow" -> {
-                if (cow != null) throw new IllegalArgumentException("--cow is for --mode persistent");
+                if (cow != null) throw new IllegalArgumentException("--cow is for --mode persistent or shared");
                 BlockDevice dev = counted(open(device), "device");
                 String name = device.toString();
                 if (resume) return BowEngine.resume(dev, name, freeMap);
@@ -242,7 +246,32 @@ public final class Bowd implements Callable<Integer> {
                 return PersistentEngine.open(counted(open(device), "device"), counted(open(cow), "cow"),
                         new PersistentEngine.Options(chunkSize, overflow, snapshotWritable));
             }
-            default -> throw new IllegalArgumentException("unknown --mode " + mode + " (bow or persistent)");
+            case "shared" -> {
+                checkSharedOptions();
+                return SharedEngine.open(counted(open(device), "device"), counted(open(cow), "cow"), new SharedEngine.Options(chunkSize));
+            }
+            default -> throw new IllegalArgumentException("unknown --mode " + mode + " (bow, persistent or shared)");
+        }
+    }
+
+    /** What shared mode takes, checked before any device is opened. */
+    void checkSharedOptions() {
+        if (cow == null) throw new IllegalArgumentException("--mode shared needs --cow PATH");
+        List<String> refused = new ArrayList<>();
+        if (overflow) refused.add("--overflow");
+        if (snapshotWritable) refused.add("--snapshot-writable");
+        if (force) refused.add("--force");
+        if (resume) refused.add("--resume");
+        if (freeMap != null) refused.add("--free-map");
+        if (!refused.isEmpty()) {
+            throw new IllegalArgumentException(String.join(", ", refused) + (refused.size() == 1 ? " is" : " are") + " not for --mode shared"
+                    + (snapshotWritable ? " (a snapshot is made writable when it is created: bowctl snapshot create --writable)" : "")
+                    + (overflow ? " (a full COW always fails the write that needs space with ENOSPC and keeps every snapshot)" : ""));
+        }
+        if (chunkSize != 0) {
+            String bad = SharedFormat.chunkSizeError(chunkSize);
+            if (bad != null) throw new IllegalArgumentException("--chunk-size " + chunkSize + ": " + bad
+                    + " (shared mode: a power of two from " + SharedFormat.MIN_CHUNK_SECTORS + " to " + SharedFormat.MAX_CHUNK_SECTORS + " sectors)");
         }
     }
 

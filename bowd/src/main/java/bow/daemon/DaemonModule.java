@@ -3,6 +3,7 @@ package bow.daemon;
 import bow.blockdev.BlockDevice;
 import bow.control.ControlServer;
 import bow.engine.ModeEngine;
+import bow.engine.SnapshotEngine;
 import bow.nbd.NbdServer;
 import dagger.Module;
 import dagger.Provides;
@@ -10,6 +11,7 @@ import dagger.Provides;
 import javax.inject.Singleton;
 import java.util.LinkedHashMap;
 import java.util.Map;
+import java.util.Optional;
 
 /** How the daemon's parts are made from the engine and the configuration. */
 @Module
@@ -21,21 +23,35 @@ final class DaemonModule {
     static NbdServer nbdServer(ModeEngine engine, DaemonConfig config) {
         NbdServer.Options options = new NbdServer.Options().anyTcpAddress(config.tcpAny())
                 .clientTimeout(config.clientTimeout()).maxRequestMemory(config.maxRequestMemory());
-        Map<String, BlockDevice> exports = new LinkedHashMap<>(engine.exports());
-        String alias = config.exportName();
-        if (alias != null && !alias.isEmpty()) {
-            // Clients that ask for the name get the default export; clients that ask for "" still do too.
-            if (exports.containsKey(alias)) throw new IllegalArgumentException("--export-name " + alias + " is already an export of " + engine.mode() + " mode");
-            exports.put(alias, engine.exports().get(""));
+        String alias = config.exportName() == null || config.exportName().isEmpty() ? null : config.exportName();
+        String base = engine.mode() + " mode on " + config.device();
+        options.describeOthers(name -> base + (name.isEmpty() || name.equals(alias) ? "" : " (" + name + " view)"));
+        Optional<SnapshotEngine> snapshots = engine.snapshots();
+        if (snapshots.isPresent()) {
+            // Snapshots come and go: the server asks the engine at each handshake.
+            if (alias != null && alias.startsWith("snapshot-")) {
+                throw new IllegalArgumentException("--export-name " + alias + ": names starting with 'snapshot-' are the snapshots' exports in "
+                        + engine.mode() + " mode");
+            }
+            SnapshotEngine snaps = snapshots.get();
+            return new NbdServer(() -> withAlias(engine.exports(), alias), snaps::readOnlyExports, options);
         }
-        for (String name : exports.keySet()) {
-            options.description(name, engine.mode() + " mode on " + config.device()
-                    + (name.isEmpty() || name.equals(alias) ? "" : " (" + name + " view)"));
+        Map<String, BlockDevice> exports = engine.exports();
+        if (alias != null && exports.containsKey(alias)) {
+            throw new IllegalArgumentException("--export-name " + alias + " is already an export of " + engine.mode() + " mode");
         }
         if ("persistent".equals(engine.mode()) && !config.snapshotWritable()) {
             options.readOnlyExport("snapshot");
         }
-        return new NbdServer(exports, options);
+        return new NbdServer(withAlias(exports, alias), options);
+    }
+
+    /** Clients that ask for the alias get the default export; clients that ask for "" still do too. */
+    private static Map<String, BlockDevice> withAlias(Map<String, BlockDevice> exports, String alias) {
+        if (alias == null) return exports;
+        Map<String, BlockDevice> m = new LinkedHashMap<>(exports);
+        m.putIfAbsent(alias, exports.get(""));
+        return m;
     }
 
     @Provides

@@ -70,5 +70,6 @@ public final class PathDetailsEngine implements ModeEngine {
     @Override public void rollback() throws IOException { engine.rollback(); }
     @Override public List<RangeRecord> ranges() { return engine.ranges(); }
     @Override public List<RangeRecord> ranges(long fromOffset, int limit) { return engine.ranges(fromOffset, limit); }
+    @Override public java.util.Optional<bow.engine.SnapshotEngine> snapshots() { return engine.snapshots(); }
     @Override public void close() throws IOException { engine.close(); }
 }

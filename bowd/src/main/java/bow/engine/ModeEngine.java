@@ -36,6 +36,14 @@ public interface ModeEngine extends Closeable {
         throw new UnsupportedOperationException(mode() + " mode rolls back offline: stop the daemon and run 'bowctl rollback'");
     }
 
+    /**
+     * The snapshot operations when the mode has them (shared mode), else empty. Wrappers of an
+     * engine (status details, the low-space policy) pass their engine's through.
+     */
+    default java.util.Optional<SnapshotEngine> snapshots() {
+        return this instanceof SnapshotEngine s ? java.util.Optional.of(s) : java.util.Optional.empty();
+    }
+
     /** The most ranges one control reply carries (about 42 bytes each, well inside the 1 MiB frame). */
     int RANGES_PAGE = 16384;
 

@@ -145,7 +145,7 @@ public final class LowSpacePolicy implements Closeable {
         return true;
     }
 
-    /** bow reports "1 CHECKPOINT", persistent "CHECKPOINT". */
+    /** bow reports "1 CHECKPOINT", persistent and shared "CHECKPOINT". */
     public static boolean inCheckpoint(String state) {
         return state.equals("CHECKPOINT") || state.endsWith(" CHECKPOINT");
     }
@@ -175,12 +175,13 @@ public final class LowSpacePolicy implements Closeable {
 
     /** The engine as the daemon should serve it: fenced exports, policy details in status, commit refused after abort. */
     public ModeEngine guard() {
-        Map<String, BlockDevice> exports = new LinkedHashMap<>();
-        engine.exports().forEach((name, dev) -> exports.put(name, new Fenced(dev)));
-        Map<String, BlockDevice> view = java.util.Collections.unmodifiableMap(exports);
+        // A mode with snapshots changes its exports while it runs: those are fenced as they come.
+        boolean live = engine.snapshots().isPresent();
+        Map<String, BlockDevice> view = live ? null : fenced(engine.exports());
         return new ModeEngine() {
             @Override public String mode() { return engine.mode(); }
-            @Override public Map<String, BlockDevice> exports() { return view; }
+            @Override public Map<String, BlockDevice> exports() { return live ? fenced(engine.exports()) : view; }
+            @Override public java.util.Optional<bow.engine.SnapshotEngine> snapshots() { return engine.snapshots(); }
             @Override public EngineStatus status() {
                 EngineStatus s = engine.status();
                 Map<String, String> d = new LinkedHashMap<>(s.details());
@@ -204,6 +205,14 @@ public final class LowSpacePolicy implements Closeable {
                 engine.close();
             }
         };
+    }
+
+    /** The exports, each behind the fence; one device under two names gets one fence. */
+    private Map<String, BlockDevice> fenced(Map<String, BlockDevice> devices) {
+        Map<BlockDevice, BlockDevice> wrapped = new java.util.IdentityHashMap<>();
+        Map<String, BlockDevice> exports = new LinkedHashMap<>();
+        devices.forEach((name, dev) -> exports.put(name, wrapped.computeIfAbsent(dev, Fenced::new)));
+        return java.util.Collections.unmodifiableMap(exports);
     }
 
     /**

@@ -37,7 +37,8 @@ import java.util.concurrent.atomic.LongAdder;
 
 /**
  * An NBD server (fixed newstyle handshake) that serves {@link BlockDevice}s by
- * export name; the name "" is the default export.
+ * export name; the name "" is the default export. The exports are a fixed map, or a live
+ * source asked at each handshake (shared mode: snapshots come and go while the daemon runs).
  *
  * <p>Listens on Unix sockets and loopback TCP addresses, or serves one already
  * connected channel (socket activation, {@code System.inheritedChannel()}).
@@ -54,6 +55,7 @@ public final class NbdServer implements Closeable {
         boolean readOnly;
         final Set<String> readOnlyExports = new HashSet<>();
         final Map<String, String> descriptions = new HashMap<>();
+        java.util.function.Function<String, String> describeOthers = name -> null;
         // Requests mostly wait (on the device, or on a group commit in the engine), so threads
         // are counted for the in-flight window of several connections, not for the CPUs: a write
         // waiting for its backup to be durable must not keep the next one from joining the group.
@@ -75,6 +77,8 @@ public final class NbdServer implements Closeable {
         public Options readOnlyExport(String name) { readOnlyExports.add(Objects.requireNonNull(name)); return this; }
         /** Text sent as NBD_INFO_DESCRIPTION for an export. */
         public Options description(String export, String text) { descriptions.put(export, text); return this; }
+        /** The description of an export with none of its own (live exports, whose names are not known up front). */
+        public Options describeOthers(java.util.function.Function<String, String> f) { describeOthers = Objects.requireNonNull(f); return this; }
         /**
          * Request threads, all connections together, beyond each connection's own thread: a
          * connection serves up to {@link #maxInFlightRequests} requests at once on threads of
@@ -149,7 +153,11 @@ public final class NbdServer implements Closeable {
     /** One served device with what the handshake tells about it. */
     record Export(String name, BlockDevice device, boolean readOnly, String description) {}
 
-    private final Map<String, Export> exports;
+    /** The exports when they are fixed, else null. */
+    private final Map<String, Export> fixed;
+    /** The live source of the exports and of the names a client may only read, when not fixed. */
+    private final java.util.function.Supplier<Map<String, BlockDevice>> liveDevices;
+    private final java.util.function.Supplier<Set<String>> liveReadOnly;
     final Options options;
     /** Request threads beyond each connection's own one, shared by all connections ({@link Options#workers}). */
     private final Semaphore requestThreads;
@@ -175,8 +183,24 @@ public final class NbdServer implements Closeable {
     private final ScheduledExecutorService deadlines;
 
     public NbdServer(Map<String, BlockDevice> devices, Options options) {
-        if (devices.isEmpty()) throw new IllegalArgumentException("no exports to serve");
+        this(Objects.requireNonNull(devices), null, null, options);
+    }
+
+    /**
+     * A server whose exports are asked for at each handshake (NBD_OPT_GO, INFO, EXPORT_NAME,
+     * LIST), and again for the flush at {@link #close()}. A connection keeps the device it chose.
+     *
+     * @param readOnly names a client may only read, besides those of the options
+     */
+    public NbdServer(java.util.function.Supplier<Map<String, BlockDevice>> devices,
+                     java.util.function.Supplier<Set<String>> readOnly, Options options) {
+        this(null, Objects.requireNonNull(devices), Objects.requireNonNull(readOnly), options);
+    }
+
+    private NbdServer(Map<String, BlockDevice> fixedDevices, java.util.function.Supplier<Map<String, BlockDevice>> live,
+                      java.util.function.Supplier<Set<String>> liveReadOnly, Options options) {
         this.options = Objects.requireNonNull(options);
+        if ((fixedDevices != null ? fixedDevices : live.get()).isEmpty()) throw new IllegalArgumentException("no exports to serve");
         if (options.maxInFlightBytes < options.maximumPayload) {
             throw new IllegalArgumentException("maxInFlightBytes " + options.maxInFlightBytes
                     + " is below the maximum payload " + options.maximumPayload);
@@ -186,18 +210,20 @@ public final class NbdServer implements Closeable {
                     + " is below the maximum payload " + options.maximumPayload);
         }
         this.memory = new Semaphore((int) Math.min(Integer.MAX_VALUE, options.maxRequestMemory >> 10), true);
-        Map<String, Export> m = new TreeMap<>();
-        for (Map.Entry<String, BlockDevice> e : devices.entrySet()) {
-            String name = Objects.requireNonNull(e.getKey(), "export name");
-            if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING) {
-                throw new IllegalArgumentException("export name longer than 4096 bytes");
+        this.liveDevices = live;
+        this.liveReadOnly = liveReadOnly;
+        if (fixedDevices != null) {
+            Map<String, Export> m = new TreeMap<>();
+            for (Map.Entry<String, BlockDevice> e : fixedDevices.entrySet()) {
+                String name = Objects.requireNonNull(e.getKey(), "export name");
+                String bad = nameError(name);
+                if (bad != null) throw new IllegalArgumentException(bad);
+                m.put(name, toExport(name, Objects.requireNonNull(e.getValue(), "device of " + name), Set.of()));
             }
-            if (name.indexOf('\0') >= 0) throw new IllegalArgumentException("export name contains NUL");
-            boolean ro = options.readOnly || options.readOnlyExports.contains(name);
-            m.put(name, new Export(name, Objects.requireNonNull(e.getValue(), "device of " + name), ro,
-                    options.descriptions.get(name)));
+            this.fixed = Collections.unmodifiableMap(m);
+        } else {
+            this.fixed = null;
         }
-        this.exports = Collections.unmodifiableMap(m);
         this.requestThreads = new Semaphore(options.workers);
         ScheduledThreadPoolExecutor d = new ScheduledThreadPoolExecutor(1, r -> {
             Thread t = new Thread(r, "nbd-deadlines");
@@ -298,10 +324,42 @@ public final class NbdServer implements Closeable {
         this(Map.of("", device), options);
     }
 
-    Export export(String name) { return exports.get(name); }
+    private static String nameError(String name) {
+        if (name.getBytes(java.nio.charset.StandardCharsets.UTF_8).length > NbdProtocol.MAX_STRING) return "export name longer than 4096 bytes";
+        if (name.indexOf('\0') >= 0) return "export name contains NUL";
+        return null;
+    }
+
+    private Export toExport(String name, BlockDevice device, Set<String> liveRo) {
+        boolean ro = options.readOnly || options.readOnlyExports.contains(name) || liveRo.contains(name);
+        String description = options.descriptions.get(name);
+        return new Export(name, device, ro, description != null ? description : options.describeOthers.apply(name));
+    }
+
+    /** The exports now, by name in a stable order. */
+    private Map<String, Export> exports() {
+        if (fixed != null) return fixed;
+        Map<String, Export> m = new TreeMap<>();
+        Map<String, BlockDevice> devices;
+        Set<String> ro;
+        try {
+            devices = liveDevices.get();
+            ro = liveReadOnly.get();
+        } catch (RuntimeException e) {
+            log.warn("the exports could not be listed: {}", LogText.of(e.toString()));
+            return m;
+        }
+        for (Map.Entry<String, BlockDevice> e : devices.entrySet()) {
+            if (e.getKey() == null || e.getValue() == null || nameError(e.getKey()) != null) continue;
+            m.put(e.getKey(), toExport(e.getKey(), e.getValue(), ro));
+        }
+        return m;
+    }
+
+    Export export(String name) { return exports().get(name); }
 
     /** Export names in a stable order. */
-    List<String> exportNames() { return new ArrayList<>(exports.keySet()); }
+    List<String> exportNames() { return new ArrayList<>(exports().keySet()); }
 
     boolean isClosing() { return closing; }
 
@@ -384,7 +442,7 @@ public final class NbdServer implements Closeable {
         t.setDaemon(true);
         acceptThreads.add(t);
         t.start();
-        log.info("NBD server listening on {} ({} export(s))", where, exports.size());
+        log.info("NBD server listening on {} ({} export(s){})", where, exports().size(), fixed == null ? " now; they follow the snapshots" : "");
     }
 
     private void acceptLoop(ServerSocketChannel ssc, String where) {
@@ -494,7 +552,8 @@ public final class NbdServer implements Closeable {
         // Request threads belong to their connection and end before it does (awaitEnd above).
         // Writes acknowledged without a flush become durable now.
         Set<BlockDevice> flushed = Collections.newSetFromMap(new java.util.IdentityHashMap<>());
-        for (Export e : exports.values()) {
+        // (live exports: those of now; a deleted snapshot's device is the engine's business)
+        for (Export e : exports().values()) {
             if (e.readOnly() || !flushed.add(e.device())) continue;
             try {
                 e.device().flush();
@@ -516,7 +575,7 @@ public final class NbdServer implements Closeable {
     /** Exports with their read-only flag, for status output. */
     public Map<String, Boolean> exportsReadOnly() {
         Map<String, Boolean> m = new LinkedHashMap<>();
-        exports.forEach((k, v) -> m.put(k, v.readOnly()));
+        exports().forEach((k, v) -> m.put(k, v.readOnly()));
         return m;
     }
 }

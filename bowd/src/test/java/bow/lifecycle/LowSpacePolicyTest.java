@@ -209,4 +209,25 @@ class LowSpacePolicyTest {
         }
         return fail("no thread " + name);
     }
+
+    @Test
+    void theFenceCoversSnapshotExportsMadeAfterTheGuard() throws Exception {
+        bow.engine.FakeSnapshotEngine fake = new bow.engine.FakeSnapshotEngine(8 * BS, 1000);
+        LowSpacePolicy p = new LowSpacePolicy(fake, Long.MAX_VALUE, LowSpacePolicy.Action.ABORT, null, "fake");
+        ModeEngine guarded = p.guard();
+        assertTrue(guarded.snapshots().isPresent());
+        fake.startCheckpoint();                                // shared mode: the "checkpoint" snapshot
+        guarded.snapshots().get().createSnapshot("scratch", true);
+        java.util.Map<String, BlockDevice> now = guarded.exports();
+        BlockDevice scratch = now.get("snapshot-scratch");
+        assertNotNull(scratch, "a snapshot made after the guard is exported through it");
+        assertSame(scratch, now.get("snapshot-1"), "one fence per device, whatever its names");
+        overwrite(scratch, 0);
+        assertTrue(p.check(), "CHECKPOINT below the threshold: the policy aborts");
+        DeviceException e = assertThrows(DeviceException.class, () -> overwrite(guarded.exports().get("snapshot-scratch"), 1));
+        assertEquals(Errno.EIO, e.errno());
+        assertThrows(DeviceException.class, () -> overwrite(guarded.exports().get(""), 1));
+        guarded.snapshots().get().deleteSnapshot("scratch");
+        assertNull(guarded.exports().get("snapshot-scratch"), "and a deleted one is gone from it");
+    }
 }
