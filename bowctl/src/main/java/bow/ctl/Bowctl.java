@@ -12,7 +12,7 @@ import picocli.CommandLine.Spec;
         subcommands = {StatusCommand.class, CheckpointCommand.class, CommitCommand.class, RangesCommand.class,
                 TrimCommand.class, ShutdownCommand.class, RollbackCommand.class, LogCommand.class,
                 BootAttemptCommand.class, NeedsCheckpointCommand.class, NeedsRollbackCommand.class, NeedsCommitCommand.class, AbortCommand.class,
-                SupportsCommand.class, SnapshotCommand.class},
+                SupportsCommand.class, SnapshotCommand.class, SharedCommand.class},
         exitCodeListHeading = "%nExit codes (all commands):%n",
         exitCodeList = {"0:success", "1:I/O or other failure", "2:usage error", "3:no checkpoint on the device",
                 "4:log failed validation (device untouched), or the checkpoint record is corrupt", "5:daemon not reachable", "6:permission denied",
