@@ -181,6 +181,12 @@ public final class BitmapAllocator {
         if (inFlightFree.contains(c) || !pendingFree.add(c)) throw new IllegalStateException("double free of chunk " + c + " (already pending)");
     }
 
+    /**
+     * Marks every bitmap chunk as lacking from copy {@code copy}: after a {@link #load} of the other
+     * copy, this one was last written a commit earlier and its differences are not known.
+     */
+    public void allDirty(int copy) { dirty[copy].set(0, freeIn.length); }
+
     /** Bitmap chunk indices that copy {@code copy} lacks, ascending: what a commit to that copy must write. */
     public int[] dirtyChunks(int copy) { return dirty[copy].stream().toArray(); }
 

@@ -156,6 +156,9 @@ final class SharedStore {
             }
         }
         BitmapAllocator alloc = BitmapAllocator.load(l, chunks, where);
+        // the next commit writes the other copy, which lacks the last commit's changes (whichever
+        // chunks they were): it writes all of it, even when that commit allocates nothing
+        alloc.allDirty(1 - copy);
         Tuning t = tuning.forChunk(cb);
         SharedStore s = new SharedStore(cow, l, h.chunkSectors(), originBytes, alloc, t.cacheBlocks());
         s.tree = SharedTree.open(s.cache, alloc, cb, t.fanout(), t.leafBytes(), t.maxSnapshots(),
