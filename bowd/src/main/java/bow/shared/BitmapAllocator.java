@@ -99,6 +99,13 @@ public final class BitmapAllocator {
         return a;
     }
 
+    /**
+     * Marks every bitmap chunk of {@code copy} as lacking: after a {@link #load} of one copy, the
+     * other copy on disk is a commit older (or more) and its next commit must rewrite it whole,
+     * since which chunks differ is not known without reading it.
+     */
+    public void markStale(int copy) { dirty[copy].set(0, freeIn.length); for (int i = 0; i < gen.length; i++) gen[i]++; }
+
     public long nrChunks() { return nrChunks; }
     public long firstDataChunk() { return firstData; }
     public int bitmapChunks() { return freeIn.length; }
@@ -180,12 +187,6 @@ public final class BitmapAllocator {
         }
         if (inFlightFree.contains(c) || !pendingFree.add(c)) throw new IllegalStateException("double free of chunk " + c + " (already pending)");
     }
-
-    /**
-     * Marks every bitmap chunk as lacking from copy {@code copy}: after a {@link #load} of the other
-     * copy, this one was last written a commit earlier and its differences are not known.
-     */
-    public void allDirty(int copy) { dirty[copy].set(0, freeIn.length); }
 
     /** Bitmap chunk indices that copy {@code copy} lacks, ascending: what a commit to that copy must write. */
     public int[] dirtyChunks(int copy) { return dirty[copy].stream().toArray(); }

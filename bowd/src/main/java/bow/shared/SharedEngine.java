@@ -78,6 +78,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
 
     // background reclaim of deleted snapshots
     private Thread reclaimer;                 // guarded by this
+    private boolean reclaimRunning;           // guarded by this
+    private boolean reclaimKick;              // guarded by this: a delete happened since the reclaimer last looked
     private volatile String reclaimProblem;
     /** Tests: no reclaim starts while set (to leave a delete unfinished on disk). */
     volatile boolean pauseReclaim;
@@ -122,7 +124,11 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
             if (e.options.chunkSectors() != 0 && e.options.chunkSectors() != h.chunkSectors()) {
                 log.warn("chunk size {} in device metadata overrides configured chunk size of {}", h.chunkSectors(), e.options.chunkSectors());
             }
-            e.store = SharedStore.open(cow, h, origin.size(), e.tuningFor(h.chunkBytes()));
+            try {
+                e.store = SharedStore.open(cow, h, origin.size(), e.tuningFor(h.chunkBytes()));
+            } catch (SharedFormatException ex) {
+                throw new DeviceException(Errno.EINVAL, "COW holds a corrupt shared store: " + ex.getMessage(), ex);
+            }
             for (int i = 0; i < SharedFormat.MAX_SNAPSHOTS; i++) if (h.snapshot(i) != null) e.views[i] = e.new SnapshotView(i);
             if (h.deletingMask() != 0) e.startReclaim();   // an unfinished delete resumes in the background
         }
@@ -207,6 +213,7 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         String err = lastError;
         if (fenced != null) err = "writes refused: " + fenced;
         else if (full) err = FULL_MESSAGE;
+        if (err.isEmpty() && reclaimProblem != null) err = "reclaim of deleted snapshots stopped: " + reclaimProblem;
         if (!err.isEmpty()) d.put("error", err);
         String state = rolling ? "ROLLING_BACK" : checkpoint ? "CHECKPOINT" : "NO_CHECKPOINT";
         long freeBytes = s == null ? 0 : free * s.chunkBytes();
@@ -307,6 +314,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         try {
             checkOpen();
             checkNotFenced();
+            // the origin device is half rolled back: a snapshot of it now would be neither state
+            if (rbTarget >= 0) throw new IllegalStateException("a rollback to snapshot " + rbTarget + " is running: create snapshots once it is done");
             if (!name.isEmpty() && findByName(name) >= 0) throw new IllegalArgumentException("a snapshot named \"" + name + "\" exists already");
             SharedStore s = store;
             if (s == null) {
@@ -418,11 +427,27 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
 
     private synchronized void startReclaim() {
         if (pauseReclaim) return;
-        if (reclaimer != null && reclaimer.isAlive()) return;
+        reclaimKick = true;
+        if (reclaimRunning) return;    // the running reclaimer sees the kick before it stops
+        reclaimRunning = true;
         reclaimProblem = null;
-        reclaimer = new Thread(this::reclaimLoop, "shared-reclaim");
+        reclaimer = new Thread(this::reclaimMain, "shared-reclaim");
         reclaimer.setDaemon(true);
         reclaimer.start();
+    }
+
+    private void reclaimMain() {
+        while (true) {
+            synchronized (this) { reclaimKick = false; }
+            reclaimLoop();
+            synchronized (this) {
+                if (!reclaimKick || closed || fenced != null) {
+                    reclaimRunning = false;
+                    notifyAll();
+                    return;
+                }
+            }
+        }
     }
 
     /** Reclaims deleted snapshots' chunks a few leaves per committed step, sharing commits with the writers. */
@@ -474,12 +499,15 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         }
     }
 
-    /** Waits (bounded) until no deleted snapshot is left to reclaim; for tests and close. */
-    boolean awaitReclaim(long millis) throws InterruptedException {
-        Thread t;
-        synchronized (this) { t = reclaimer; }
-        if (t != null) t.join(millis);
-        return t == null || !t.isAlive();
+    /** Waits (bounded) until the background reclaim has stopped (done, or stopped by a problem); for tests and close. */
+    synchronized boolean awaitReclaim(long millis) throws InterruptedException {
+        long end = System.currentTimeMillis() + millis;
+        while (reclaimRunning) {
+            long left = end - System.currentTimeMillis();
+            if (left <= 0) return false;
+            wait(left);
+        }
+        return true;
     }
 
     // ---------------------------------------------------------------- rollback

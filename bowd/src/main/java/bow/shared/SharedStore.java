@@ -156,9 +156,12 @@ final class SharedStore {
             }
         }
         BitmapAllocator alloc = BitmapAllocator.load(l, chunks, where);
-        // the next commit writes the other copy, which lacks the last commit's changes (whichever
-        // chunks they were): it writes all of it, even when that commit allocates nothing
-        alloc.allDirty(1 - copy);
+        // the other copy is older than this one by at least the last commit: its next commit rewrites it whole
+        alloc.markStale(1 - copy);
+        if (alloc.freeCount() != h.freeChunks()) {
+            throw new SharedFormatException(l.bitmapChunk(copy, 0), "bitmap", "copy " + copy + " has " + alloc.freeCount()
+                    + " free chunks, the header (sequence " + h.sequence() + ") says " + h.freeChunks());
+        }
         Tuning t = tuning.forChunk(cb);
         SharedStore s = new SharedStore(cow, l, h.chunkSectors(), originBytes, alloc, t.cacheBlocks());
         s.tree = SharedTree.open(s.cache, alloc, cb, t.fanout(), t.leafBytes(), t.maxSnapshots(),

@@ -7,8 +7,10 @@
  * {@link bow.shared.Node} (tree block codecs), {@link bow.shared.BitmapAllocator} (chunk
  * allocation with deferred frees and per-copy dirty tracking) and {@link bow.shared.SharedTree}
  * (the copy-on-write B-tree: lookups, origin copy-out, snapshot unshare, split, resumable delete
- * with merges, check). Not yet: the store doing the I/O over the COW device (commit order as in
- * FORMATS.md, group commit, a bounded cache of decoded blocks implementing
- * {@link bow.shared.ChunkStore}), the {@code ModeEngine}, rollback, and the CLI.
+ * with merges, check); {@link bow.shared.SharedStore} (the store on the COW device: open, format,
+ * a bounded cache of tree blocks, group commit in the order docs/FORMATS.md fixes) and
+ * {@link bow.shared.SharedEngine} (the {@code ModeEngine} and {@code SnapshotEngine}: origin and
+ * snapshot exports, per-chunk claims, create, delete with background reclaim, online rollback).
+ * Not yet here: the daemon and CLI wiring, offline rollback and {@code shared check/dump}.
  */
 package bow.shared;

@@ -4,10 +4,13 @@ import bow.blockdev.BlockDevice;
 import bow.blockdev.DeviceException;
 import bow.blockdev.Errno;
 import bow.blockdev.MemoryBlockDevice;
+import bow.blockdev.testing.GateDevice;
+import bow.blockdev.testing.JitterDevice;
 import bow.engine.SnapshotEngine.SnapshotInfo;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
+import java.time.Duration;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -257,5 +260,166 @@ class SharedEngineTest {
         assertTrue(e2.store().check().clean());
         e2.close();
         assertEquals(0, SharedStore.readHeader(cow).deletingMask());
+    }
+
+    /** A second writer of a chunk whose copy-out is not yet durable must not reach the origin first. */
+    @Test
+    void secondWriterOfAChunkWaitsForTheFirstOnesCommit() throws Exception {
+        byte[] init = pattern(16 * CB, 21);
+        MemoryBlockDevice originMem = new MemoryBlockDevice(init);
+        GateDevice origin = new GateDevice(originMem);
+        GateDevice cow = new GateDevice(new MemoryBlockDevice(256 * CB));
+        SharedEngine e = open(origin, cow);
+        e.createSnapshot(null, false);
+        BlockDevice o = e.exports().get("");
+        GateDevice.Gate commit = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        GateDevice.Request a = GateDevice.start("first", () -> write(o, 5 * CB, pattern(CB, 22)));
+        assertTrue(commit.awaitArrived(Duration.ofSeconds(10)));
+        GateDevice.Request b = GateDevice.start("second", () -> write(o, 5 * CB + 512, pattern(512, 23)));
+        GateDevice.Request r = GateDevice.start("snapshot read", () -> read(e.exports().get("snapshot-0"), 5 * CB, CB));
+        assertFalse(b.await(Duration.ofMillis(300)), "the second writer went on while the first one's copy-out was not durable");
+        assertFalse(r.isDone(), "a snapshot read of a chunk being copied out must wait for it");
+        assertArrayEquals(Arrays.copyOfRange(init, 5 * CB, 6 * CB), read(originMem, 5 * CB, CB), "the origin chunk is untouched before the commit");
+        commit.release();
+        a.join(Duration.ofSeconds(10));
+        b.join(Duration.ofSeconds(10));
+        r.join(Duration.ofSeconds(10));
+        assertArrayEquals(Arrays.copyOfRange(init, 5 * CB, 6 * CB), read(e.exports().get("snapshot-0"), 5 * CB, CB));
+        byte[] want = pattern(CB, 22);
+        System.arraycopy(pattern(512, 23), 0, want, 512, 512);
+        assertArrayEquals(want, read(o, 5 * CB, CB));
+        e.close();
+    }
+
+    /** Writes made while a rollback runs land on the rolled-back content and win over it. */
+    @Test
+    void rollbackKeepsTheWritesMadeWhileItRuns() throws Exception {
+        int chunks = 96;
+        byte[] init = pattern(chunks * CB, 31);
+        MemoryBlockDevice originMem = new MemoryBlockDevice(init);
+        BlockDevice origin = new JitterDevice(originMem, 300);
+        SharedEngine e = open(origin, new JitterDevice(new MemoryBlockDevice(1024 * CB), 300));
+        e.createSnapshot("t", false);
+        BlockDevice o = e.exports().get("");
+        write(o, 0, pattern(chunks * CB, 32));
+        e.createSnapshot("later", false);
+        byte[] later = read(o, 0, chunks * CB);
+        e.rollbackTo("t");
+        assertEquals("ROLLING_BACK", e.status().state());
+        assertTrue(e.readOnlyExports().contains("snapshot-t"));
+        assertThrows(IllegalStateException.class, () -> e.createSnapshot(null, false));
+        assertThrows(IllegalStateException.class, () -> e.rollbackTo("later"));
+        byte[] want = init.clone();
+        Random rnd = new Random(33);
+        for (int i = 0; i < 40; i++) {
+            int off = rnd.nextInt(chunks * CB - 3000), len = 1 + rnd.nextInt(3000);
+            byte[] d = pattern(len, 100 + i);
+            write(o, off, d);
+            System.arraycopy(d, 0, want, off, len);
+        }
+        e.awaitRollback();
+        assertEquals("NO_CHECKPOINT", e.status().state());
+        assertEquals(chunks + "/" + chunks + " chunks", e.status().details().get("rollback"));
+        assertArrayEquals(want, read(o, 0, chunks * CB), "the snapshot's content with the writes made since on top");
+        assertArrayEquals(init, read(e.exports().get("snapshot-t"), 0, chunks * CB));
+        assertArrayEquals(later, read(e.exports().get("snapshot-later"), 0, chunks * CB), "a snapshot taken before the rollback keeps its content");
+        assertTrue(e.store().check().clean());
+        e.close();
+    }
+
+    /** Open reads the two header slots and one bitmap copy, nothing of the tree; the block cache stays bounded. */
+    @Test
+    void openReadsNoTreeBlocksAndTheCacheIsBounded() throws Exception {
+        int chunks = 1024;
+        MemoryBlockDevice origin = new MemoryBlockDevice(pattern(chunks * CB, 41));
+        MemoryBlockDevice cow = new MemoryBlockDevice(4096 * CB);
+        SharedStore.Tuning small = new SharedStore.Tuning(8, Leaf.bytesFor(2, 16), 8, 32);
+        SharedEngine e = SharedEngine.open(origin, cow, new SharedEngine.Options(CS), small);
+        e.createSnapshot(null, false);
+        e.createSnapshot(null, false);
+        write(e.exports().get(""), 0, pattern(chunks * CB, 42));   // an exception for every chunk
+        assertTrue(e.store().cachedBlocks() <= 32, "cache holds " + e.store().cachedBlocks() + " blocks");
+        int depth = e.store().read(() -> e.store().tree().level());
+        assertTrue(depth >= 3, "tree of " + depth + " levels");
+        e.close();
+        bow.blockdev.CountingDevice counted = new bow.blockdev.CountingDevice(cow);
+        SharedEngine e2 = SharedEngine.open(origin, counted, new SharedEngine.Options(CS), small);
+        assertEquals(3, counted.reads(), "two header slots and one read of the bitmap copy");
+        byte[] old = pattern(chunks * CB, 41);
+        assertArrayEquals(old, read(e2.exports().get("snapshot-1"), 0, chunks * CB));
+        assertTrue(e2.store().cachedBlocks() <= 32, "cache holds " + e2.store().cachedBlocks() + " blocks");
+        e2.close();
+    }
+
+    @Test
+    void listCountsChunksHeldAloneAndSharedAndUsageAndStatusAgree() throws Exception {
+        MemoryBlockDevice origin = new MemoryBlockDevice(pattern(32 * CB, 51));
+        SharedEngine e = open(origin, new MemoryBlockDevice(256 * CB));
+        assertEquals(0, e.usage().freeChunks());
+        e.createSnapshot("a", false);
+        e.createSnapshot("b", true);
+        write(e.exports().get(""), 0, pattern(3 * CB, 52));            // 3 chunks shared by a and b
+        write(e.exports().get("snapshot-b"), 10 * CB, pattern(2 * CB, 53));   // 2 chunks b holds alone
+        write(e.exports().get("snapshot-b"), 0, pattern(100, 54));      // b unshares chunk 0
+        List<SnapshotInfo> l = e.listSnapshots();
+        assertEquals(2, l.size());
+        SnapshotInfo a = l.get(0), b = l.get(1);
+        assertEquals("a", a.name());
+        assertFalse(a.writable());
+        assertTrue(b.writable());
+        assertTrue(a.createdMillis() > 0 && a.createdMillis() <= System.currentTimeMillis());
+        assertEquals(1, a.chunksAlone(), "chunk 0, which b unshared");
+        assertEquals(2, a.chunksShared());
+        assertEquals(3, b.chunksAlone());
+        assertEquals(2, b.chunksShared());
+        var u = e.usage();
+        assertEquals(CB, u.chunkBytes());
+        assertEquals(256, u.totalChunks());
+        var st = e.status();
+        assertEquals("shared", st.mode());
+        assertEquals(32L * CB, st.deviceSize());
+        assertEquals(u.freeChunks() * CB, st.freeBytes());
+        assertEquals(Long.toString(u.freeChunks()), st.details().get("free_chunks"));
+        assertEquals("256", st.details().get("total_chunks"));
+        assertEquals("2", st.details().get("snapshots"));
+        assertTrue(st.backedUpBytes() >= 6L * CB, "6 data chunks at least: " + st.backedUpBytes());
+        assertNotNull(st.details().get("status"));
+        e.close();
+    }
+
+    /** An I/O error or an Error during a copy-out or its commit fences writes; the store on disk stays intact. */
+    @Test
+    void failedCopyOutOrCommitFencesWritesAndKeepsTheDiskIntact() throws Exception {
+        // one copy-out commit: the data chunk, the leaf and root node (one run), the bitmap chunk, the header; two flushes
+        for (int k = 1; k <= 6; k++) {
+            for (boolean error : new boolean[] {false, true}) {
+                byte[] init = pattern(32 * CB, 60 + k);
+                MemoryBlockDevice originMem = new MemoryBlockDevice(init);
+                MemoryBlockDevice cowMem = new MemoryBlockDevice(256 * CB);
+                bow.blockdev.testing.FaultDevice cow = new bow.blockdev.testing.FaultDevice(cowMem);
+                SharedEngine e = open(originMem, cow);
+                e.createSnapshot("s", false);
+                BlockDevice o = e.exports().get("");
+                write(o, 0, pattern(CB, 70));     // one committed copy-out before the fault
+                bow.blockdev.testing.FaultDevice.Op op = k <= 4 ? bow.blockdev.testing.FaultDevice.Op.WRITE : bow.blockdev.testing.FaultDevice.Op.FLUSH;
+                int nth = k <= 4 ? k : k - 4;
+                if (error) cow.throwNth(op, nth, () -> new AssertionError("injected"));
+                else cow.failNth(op, nth);
+                String what = "fault " + op + " #" + nth + (error ? " (Error)" : "");
+                Throwable t = assertThrows(Throwable.class, () -> write(o, 4 * CB, pattern(2 * CB, 71)), what);
+                assertTrue(t instanceof IOException, what + ": " + t);
+                assertTrue(e.status().details().getOrDefault("error", "").startsWith("writes refused"), what + ": " + e.status().details());
+                assertArrayEquals(Arrays.copyOfRange(init, 4 * CB, 6 * CB), read(originMem, 4 * CB, 2 * CB), what + ": origin written before its copy-out was durable");
+                assertThrows(IOException.class, () -> write(o, 20 * CB, new byte[512]), what + ": fenced");
+                try { e.close(); } catch (IOException | AssertionError ignored) { /* the engine is fenced */ }
+                cow.clear();
+                SharedEngine r = open(originMem, cowMem);
+                assertTrue(r.store().check().clean(), what + ": " + r.store().check().problems());
+                assertArrayEquals(init, read(r.exports().get("snapshot-s"), 0, init.length), what + ": snapshot");
+                write(r.exports().get(""), 4 * CB, pattern(2 * CB, 71));
+                assertArrayEquals(init, read(r.exports().get("snapshot-s"), 0, init.length), what + ": snapshot after the write is redone");
+                r.close();
+            }
+        }
     }
 }
