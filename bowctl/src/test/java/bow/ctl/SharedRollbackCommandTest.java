@@ -217,7 +217,8 @@ class SharedRollbackCommandTest {
         Random r = new Random(4);
         int failed = 0;
         for (int i = 0; i < CRASHES; i++) {
-            long at = i < total ? i : r.nextLong(total);     // every early op, then random ones
+            // every op when there are cuts enough, else one random op in each of CRASHES equal stretches
+            long at = CRASHES >= total ? i % total : i * total / CRASHES + r.nextLong(Math.max(1, total / CRASHES));
             Cut cut = new Cut(origin0, cow0, at, new Random(i));
             int code;
             try {

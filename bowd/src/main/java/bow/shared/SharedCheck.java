@@ -168,9 +168,11 @@ public final class SharedCheck {
                         + " sectors (at " + firstSectors + ": " + firstProblem + ")";
             }
         }
-        if (blank0 && h1 == null && allBlank1) {
-            return new HeaderRead(null, List.of(new Slot(0, 0, SlotState.BLANK, null, "blank", false),
-                    new Slot(1, 0, SlotState.BLANK, null, "blank", false)), null);
+        if (blank0 && h1 == null) {
+            // as the engine decides at open: nothing was ever committed (the first header is sequence 0 in slot 0), so
+            // whatever slot 1 holds is old content of the device, which the first snapshot formats over
+            Slot one = allBlank1 ? new Slot(1, 0, SlotState.BLANK, null, "blank", false) : new Slot(1, s1Sectors, SlotState.INVALID, null, p1, false);
+            return new HeaderRead(null, List.of(new Slot(0, 0, SlotState.BLANK, null, "blank", false), one), null);
         }
         if (blank0) p0 = "blank";
         if (h1 == null && allBlank1) p1 = "blank";
@@ -214,6 +216,7 @@ public final class SharedCheck {
         Header h = hr.header();
         if (h == null) {
             if (hr.problem() != null) out.add(0, hr.problem());
+            else if (hr.slots().get(1).state() == SlotState.INVALID) notes.add("slot 0 is blank; slot 1 holds no header (old content of the device?): " + hr.slots().get(1).problem());
             return new Result(null, hr.slots(), null, out.count, out.list, notes);
         }
         for (Slot s : hr.slots()) {

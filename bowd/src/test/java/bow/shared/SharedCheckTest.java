@@ -115,6 +115,26 @@ class SharedCheckTest {
     }
 
     @Test
+    void blankSlotZeroWithJunkWhereSlotOneWouldBeIsBlankAsTheEngineSeesIt() throws Exception {
+        byte[] b = new byte[1 << 20];
+        new Random(1).nextBytes(b);
+        java.util.Arrays.fill(b, 0, 4096, (byte) 0);
+        MemoryBlockDevice cow = new MemoryBlockDevice(b);
+        Result r = SharedCheck.run(cow);
+        assertTrue(r.blank(), r.problems().toString());
+        assertEquals(SlotState.INVALID, r.slots().get(1).state());
+        assertTrue(r.notes().get(0).contains("slot 0 is blank"), r.notes().toString());
+        try (SharedEngine e = SharedEngine.open(new MemoryBlockDevice(1 << 16), cow, new SharedEngine.Options(0))) {
+            assertNull(e.store(), "the engine sees a blank COW too");
+        }
+        b[100] = 1;     // slot 0 not blank any more: corrupt, for the engine and the check
+        Result bad = SharedCheck.run(new MemoryBlockDevice(b));
+        assertFalse(bad.blank());
+        assertTrue(bad.problems().get(0).problem().contains("no valid header slot"), bad.problems().toString());
+        assertThrows(java.io.IOException.class, () -> SharedEngine.open(new MemoryBlockDevice(1 << 16), new MemoryBlockDevice(b), new SharedEngine.Options(0)));
+    }
+
+    @Test
     void tooSmallCowIsAnError() {
         assertThrows(java.io.IOException.class, () -> SharedCheck.run(new MemoryBlockDevice(1000)));
     }
