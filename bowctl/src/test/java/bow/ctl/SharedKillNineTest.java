@@ -9,7 +9,9 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -23,7 +25,9 @@ import static org.junit.jupiter.api.Assertions.*;
  * writes a writable snapshot, then a restart on the same files: every read-only snapshot reads
  * exactly as when it was created; the origin and the writable snapshot hold every write of
  * each client call that ended with a completed flush, and per sector either the old data or
- * that of a write in flight at the kill; {@code bowctl shared check} is clean right after the
+ * that of a write in flight at the kill; a snapshot created mid-workload reads as it read before
+ * the kill, and one deleted mid-workload (its reclaim racing the writers) stays gone;
+ * {@code bowctl shared check} is clean right after the
  * kill (nothing to replay) and after the last clean stop. Each writer owns its range, so a
  * sector has one writer and the model is exact. Rounds from {@code -Dbow.test.e2e.kills}
  * (default 2).
@@ -149,13 +153,24 @@ class SharedKillNineTest {
         }
     }
 
+    /** Until every writer has finished {@code n} more flushed calls than now; fails at once if one failed. */
+    static void awaitCalls(List<Writer> writers, int n) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
+        int[] base = writers.stream().mapToInt(w -> w.calls.get()).toArray();
+        while (java.util.stream.IntStream.range(0, base.length).anyMatch(i -> writers.get(i).calls.get() < base[i] + n)) {
+            for (Writer w : writers) if (w.failedBeforeKill.get() != null) fail("a client failed before the kill: " + w.failedBeforeKill.get());
+            assertTrue(System.nanoTime() < end, "the writers did not get through " + n + " more calls each in 120 s");
+            Thread.sleep(20);
+        }
+    }
+
     BowdProcess startBowd() throws Exception {
         return BowdProcess.start(dir, "--mode", "shared", "--device", originFile.toString(), "--cow", cow.toString());
     }
 
     @Test
     void killDashNineMidWorkloadThenRestart() throws Exception {
-        HostTools.requireTools("qemu-io", "nbdcopy");
+        HostTools.requireTools("qemu-io", "nbdcopy", "nbdinfo");
         originFile = dir.resolve("origin.img");
         cow = dir.resolve("cow.img");
         byte[] start = new byte[SIZE];
@@ -167,11 +182,12 @@ class SharedKillNineTest {
 
         // Four read-only snapshots of different origins, then a writable one.
         Model origin = new Model("", start.clone());
-        List<Integer> ids = new ArrayList<>();
-        List<byte[]> expected = new ArrayList<>();
+        Map<String, byte[]> expected = new LinkedHashMap<>();   // read-only snapshot name -> its image
+        Map<String, Integer> ids = new LinkedHashMap<>();
+        List<String> deleted = new ArrayList<>();
         for (int n = 0; n < 4; n++) {
-            ids.add(create(bowd.control, "--name", "ro" + n));
-            expected.add(origin.durable.clone());
+            ids.put("ro" + n, create(bowd.control, "--name", "ro" + n));
+            expected.put("ro" + n, origin.durable.clone());
             List<Write> ws = new ArrayList<>();
             List<String> cmds = new ArrayList<>();
             for (int i = 0; i < 8; i++) {
@@ -188,18 +204,28 @@ class SharedKillNineTest {
         int rw = create(bowd.control, "--name", "rw", "--writable");
         Model snap = new Model("snapshot-rw", origin.durable.clone());
 
+        Path out = dir.resolve("read.bin");
         for (int round = 0; round < ROUNDS; round++) {
             List<Writer> writers = List.of(
                     new Writer(origin, 0, 4 << 20, true, round * 10 + 1),
                     new Writer(origin, HALF, SIZE, false, round * 10 + 2),
                     new Writer(snap, 0, SIZE, false, round * 10 + 3));
             writers.forEach(Thread::start);
-            long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(120);
-            while (writers.stream().anyMatch(w -> w.calls.get() < 2)) {
-                for (Writer w : writers) if (w.failedBeforeKill.get() != null) fail("a client failed before the kill: " + w.failedBeforeKill.get());
-                assertTrue(System.nanoTime() < end, "the writers did not get through two calls each in 120 s");
-                Thread.sleep(20);
+            awaitCalls(writers, 1);
+            // Mid-workload: a snapshot of the origin as the writers leave it at that instant (read back while they
+            // go on: it must not change, then or after the kill), and a delete whose reclaim runs under the writers.
+            String mid = "mid" + round;
+            ids.put(mid, create(bowd.control, "--name", mid));
+            expected.put(mid, read(bowd.nbd, "snapshot-" + mid, out));
+            if (round < 4) {
+                String gone = "ro" + round;
+                assertEquals(0, ctl(bowd.control, "snapshot", "delete", gone).code());
+                expected.remove(gone);
+                ids.remove(gone);
+                deleted.add(gone);
             }
+            assertSame(expected.get(mid), read(bowd.nbd, "snapshot-" + mid, dir.resolve("again.bin")), "snapshot-" + mid + " while the writers go on");
+            awaitCalls(writers, 1);
             Thread.sleep(r.nextInt(300));
             for (Writer w : writers) w.killed = true;
             assertTrue(writers.stream().allMatch(Thread::isAlive), "the kill lands while every writer is running");
@@ -213,13 +239,16 @@ class SharedKillNineTest {
             assertCheckClean(cow);
 
             bowd = startBowd();
-            Path out = dir.resolve("read.bin");
-            for (int n = 0; n < ids.size(); n++) {
-                assertSame(expected.get(n), read(bowd.nbd, "snapshot-" + ids.get(n), out), "round " + round + ": snapshot-" + ids.get(n));
-                assertSame(expected.get(n), read(bowd.nbd, "snapshot-ro" + n, out), "round " + round + ": snapshot-ro" + n);
+            for (Map.Entry<String, byte[]> e : expected.entrySet()) {
+                assertSame(e.getValue(), read(bowd.nbd, "snapshot-" + ids.get(e.getKey()), out), "round " + round + ": snapshot-" + ids.get(e.getKey()));
+                assertSame(e.getValue(), read(bowd.nbd, "snapshot-" + e.getKey(), out), "round " + round + ": snapshot-" + e.getKey());
+            }
+            for (String gone : deleted) {
+                assertNotEquals(0, HostTools.run(List.of("nbdinfo", uri(bowd.nbd, "snapshot-" + gone))).code(), "deleted before the kill: " + gone);
             }
             origin.check(read(bowd.nbd, "", out));
             snap.check(read(bowd.nbd, "snapshot-" + rw, out));
+            assertEquals(expected.size() + 1, ((List<?>) json(ctl(bowd.control, "snapshot", "list", "--json")).get("snapshots")).size());
         }
         assertEquals(0, ctl(bowd.control, "shutdown").code());
         assertEquals(0, bowd.waitFor(), bowd.output());
