@@ -136,6 +136,39 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         return e;
     }
 
+    /**
+     * What {@link #check(BlockDevice)} found on a COW: {@code header} null for a blank COW;
+     * {@code problems} empty when clean (at most about 50 are listed).
+     */
+    public record CheckReport(SharedFormat.Header header, List<String> problems, int leaves, int nodes, long exceptions) {
+        public boolean clean() { return problems.isEmpty(); }
+    }
+
+    /**
+     * A read-only fsck of the shared store on {@code cow} (for {@code bowctl shared check}): the
+     * header, the bitmap copy it names (its free count), every tree block's magic, checksum and
+     * self number, key order and balance, share masks naming only live or being-deleted
+     * snapshots, no chunk used twice, and the bitmap equal to the reachable chunks plus the
+     * metadata. Writes nothing. A header or bitmap too broken to open is reported as a problem.
+     */
+    public static CheckReport check(BlockDevice cow) throws IOException {
+        SharedFormat.Header h;
+        try {
+            h = SharedStore.readHeader(cow);
+        } catch (SharedFormatException e) {
+            return new CheckReport(null, List.of(e.getMessage()), 0, 0, 0);
+        }
+        if (h == null) return new CheckReport(null, List.of(), 0, 0, 0);
+        SharedStore s;
+        try {
+            s = SharedStore.open(cow, h, h.originBytes(), SharedStore.Tuning.full(h.chunkBytes()));
+        } catch (SharedFormatException | DeviceException e) {
+            return new CheckReport(h, List.of(e.getMessage()), 0, 0, 0);
+        }
+        SharedTree.CheckResult r = s.check();
+        return new CheckReport(h, r.problems(), r.leaves(), r.nodes(), r.exceptions());
+    }
+
     private SharedStore.Tuning tuningFor(int chunkBytes) {
         return tuning != null ? tuning : SharedStore.Tuning.full(chunkBytes);
     }
@@ -217,7 +250,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         if (!err.isEmpty()) d.put("error", err);
         String state = rolling ? "ROLLING_BACK" : checkpoint ? "CHECKPOINT" : "NO_CHECKPOINT";
         long freeBytes = s == null ? 0 : free * s.chunkBytes();
-        return new EngineStatus(mode(), state, "origin", origin.size(), SharedFormat.SECTOR, freeBytes, backed, 0, 0, 0, d);
+        long seq = s == null ? 0 : s.durableSequence();
+        return new EngineStatus(mode(), state, "origin", origin.size(), SharedFormat.SECTOR, freeBytes, backed, seq, 0, 0, d);
     }
 
     private String statusLine(SharedStore s, int snaps, long free, long total, boolean rolling) {
@@ -582,7 +616,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                     } finally {
                         lifecycle.readLock().unlock();
                     }
-                    rbDone.incrementAndGet();
+                    // chunks the target gained during the rollback (copy-outs of writes made meanwhile) count too
+                    if (rbDone.incrementAndGet() > rbTotal.get()) rbTotal.set(rbDone.get());
                 }
             }
             lifecycle.writeLock().lock();

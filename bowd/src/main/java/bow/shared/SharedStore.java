@@ -70,6 +70,7 @@ final class SharedStore {
     private final Map<Long, Integer> pendingData = new HashMap<>();
     private long durableSeq;
     private boolean committing;
+    private int waiting;
     private volatile Throwable failure;
     private volatile long durableFree;
     private final java.util.concurrent.atomic.LongAdder commits = new java.util.concurrent.atomic.LongAdder();
@@ -208,6 +209,11 @@ final class SharedStore {
     long originBytes() { return originBytes; }
     BlockDevice cow() { return cow; }
     long commits() { return commits.sum(); }
+    /** Threads waiting for another thread's commit (tests). */
+    int waitingForCommit() { commitLock.lock(); try { return waiting; } finally { commitLock.unlock(); } }
+
+    /** The sequence of the last durable header. */
+    long durableSequence() { commitLock.lock(); try { return durableSeq; } finally { commitLock.unlock(); } }
     int cachedBlocks() { treeLock.lock(); try { return cache.size(); } finally { treeLock.unlock(); } }
 
     /** Tree lock held. */
@@ -313,7 +319,8 @@ final class SharedStore {
                 checkFailed();
                 if (durableSeq >= seq) return;
                 if (!committing) { committing = true; break; }
-                commitChanged.awaitUninterruptibly();
+                waiting++;
+                try { commitChanged.awaitUninterruptibly(); } finally { waiting--; }
             }
         } finally {
             commitLock.unlock();

@@ -11,6 +11,8 @@
  * a bounded cache of tree blocks, group commit in the order docs/FORMATS.md fixes) and
  * {@link bow.shared.SharedEngine} (the {@code ModeEngine} and {@code SnapshotEngine}: origin and
  * snapshot exports, per-chunk claims, create, delete with background reclaim, online rollback).
- * Not yet here: the daemon and CLI wiring, offline rollback and {@code shared check/dump}.
+ * {@link bow.shared.SharedEngine#check} is the read-only fsck behind {@code bowctl shared check}.
+ * Not yet here: the daemon and CLI wiring (bowd --mode shared, bowctl snapshot/shared), dump, and
+ * an on-disk record of a running rollback (re-run it after a crash).
  */
 package bow.shared;

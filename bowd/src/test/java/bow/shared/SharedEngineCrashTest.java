@@ -65,7 +65,7 @@ class SharedEngineCrashTest {
             }
             if (cow.isDead()) { cut = true; break; }
         }
-        if (!cut) { e.close(); return false; }
+        if (!cut) { cow.armCrashAfterOps(Long.MAX_VALUE, null); e.close(); return false; }
         origin.crash(new Random(seed + 1));
         try { e.close(); } catch (IOException expected) { /* the devices are dead */ }
         PowerCutDevice o2 = new PowerCutDevice(origin.durableImage());

@@ -134,10 +134,15 @@ class SharedEngineModelTest {
                     int off = rnd.nextInt(size);
                     int len = 1 + rnd.nextInt(Math.min(size - off, rnd.nextBoolean() ? CB : 4 * CB));
                     byte[] data = new byte[len];
-                    fill(rnd, data);
-                    e.exports().get("").write(off, ByteBuffer.wrap(data));
+                    int how = rnd.nextInt(10);
+                    if (how == 0) e.exports().get("").discard(off, len);          // reads as zeros afterwards
+                    else if (how == 1) e.exports().get("").writeZeroes(off, len);
+                    else {
+                        fill(rnd, data);
+                        e.exports().get("").write(off, ByteBuffer.wrap(data));
+                    }
                     System.arraycopy(data, 0, m.origin, off, len);
-                    when += " origin write [" + off + ", +" + len + ")";
+                    when += " origin " + (how == 0 ? "discard" : how == 1 ? "write-zeroes" : "write") + " [" + off + ", +" + len + ")";
                 } else if (k < 60) {
                     List<Integer> ws = new ArrayList<>();
                     for (int id : m.snaps.keySet()) if (m.writable.get(id)) ws.add(id);
@@ -146,8 +151,11 @@ class SharedEngineModelTest {
                     int off = rnd.nextInt(size);
                     int len = 1 + rnd.nextInt(Math.min(size - off, rnd.nextBoolean() ? CB : 3 * CB));
                     byte[] data = new byte[len];
-                    fill(rnd, data);
-                    e.exports().get("snapshot-" + id).write(off, ByteBuffer.wrap(data));
+                    if (rnd.nextInt(10) == 0) e.exports().get("snapshot-" + id).discard(off, len);
+                    else {
+                        fill(rnd, data);
+                        e.exports().get("snapshot-" + id).write(off, ByteBuffer.wrap(data));
+                    }
                     System.arraycopy(data, 0, m.snaps.get(id), off, len);
                     when += " snapshot " + id + " write [" + off + ", +" + len + ")";
                 } else if (k < 75) {

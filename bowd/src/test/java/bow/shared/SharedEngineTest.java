@@ -422,4 +422,59 @@ class SharedEngineTest {
             }
         }
     }
+
+    /** Writers that arrive while a commit does its I/O share the next commit. */
+    @Test
+    void writersWaitingForACommitShareTheNextOne() throws Exception {
+        MemoryBlockDevice originMem = new MemoryBlockDevice(pattern(32 * CB, 81));
+        GateDevice cow = new GateDevice(new MemoryBlockDevice(256 * CB));
+        SharedEngine e = open(originMem, cow);
+        e.createSnapshot(null, false);
+        BlockDevice o = e.exports().get("");
+        long before = e.store().commits();
+        GateDevice.Gate g = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        List<GateDevice.Request> rs = new ArrayList<>();
+        rs.add(GateDevice.start("w0", () -> write(o, 0, pattern(CB, 82))));
+        assertTrue(g.awaitArrived(Duration.ofSeconds(10)));
+        for (int i = 1; i <= 6; i++) {
+            final int c = 2 * i;
+            rs.add(GateDevice.start("w" + i, () -> write(o, (long) c * CB, pattern(CB, 82 + c))));
+        }
+        long deadline = System.currentTimeMillis() + 10_000;
+        while (e.store().waitingForCommit() < 6 && System.currentTimeMillis() < deadline) Thread.sleep(5);
+        assertEquals(6, e.store().waitingForCommit(), "six writers wait for the commit in flight");
+        g.release();
+        for (GateDevice.Request r : rs) r.join(Duration.ofSeconds(10));
+        assertEquals(2, e.store().commits() - before, "the six later copy-outs share one commit");
+        for (int i = 1; i <= 6; i++) assertArrayEquals(pattern(CB, 82 + 2 * i), read(o, 2L * i * CB, CB));
+        assertTrue(e.store().check().clean());
+        e.close();
+    }
+
+    @Test
+    void checkReportsACleanStoreAndACorruptBlock() throws Exception {
+        MemoryBlockDevice origin = new MemoryBlockDevice(pattern(32 * CB, 91));
+        MemoryBlockDevice cow = new MemoryBlockDevice(256 * CB);
+        assertTrue(SharedEngine.check(cow).clean());
+        assertNull(SharedEngine.check(cow).header(), "blank");
+        SharedEngine e = open(origin, cow);
+        e.createSnapshot(null, false);
+        write(e.exports().get(""), 0, pattern(8 * CB, 92));
+        long root = e.store().read(() -> e.store().tree().root());
+        e.close();
+        SharedEngine.CheckReport ok = SharedEngine.check(cow);
+        assertTrue(ok.clean(), ok.problems().toString());
+        assertEquals(8, ok.exceptions());
+        byte[] before = cow.snapshot();
+        cow.write(root * CB + 30, ByteBuffer.wrap(new byte[] {9, 9}));
+        SharedEngine.CheckReport bad = SharedEngine.check(cow);
+        assertFalse(bad.clean());
+        assertTrue(bad.problems().get(0).contains("chunk " + root), bad.problems().toString());
+        byte[] after = cow.snapshot();
+        before[(int) root * CB + 30] = 9;
+        before[(int) root * CB + 31] = 9;
+        assertArrayEquals(before, after, "check writes nothing");
+        IOException read = assertThrows(IOException.class, () -> read(open(origin, cow).exports().get("snapshot-0"), 0, CB));
+        assertTrue(read.getMessage().contains("chunk " + root), read.getMessage());
+    }
 }
