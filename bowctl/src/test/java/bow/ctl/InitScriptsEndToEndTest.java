@@ -399,6 +399,24 @@ class InitScriptsEndToEndTest {
     }
 
     @Test
+    void sharedModeAbortRefusesTheCommitAndTheNextBootRollsBack() throws Exception {
+        Map<String, String> before = mountedManifest();
+        Path cow = dir.resolve("cow.img");
+        byte[] start = sharedPreUpdate(cow, -1);
+        workload(new Random(61), 40);
+        assertEquals(0, bowctl("abort", "--reason", "health check failed").code);
+        assertEquals(ExitCodes.INVALID_STATE, script("bow-boot-complete").code, "a good-boot commit is refused after abort");
+        assertEquals(List.of("checkpoint", "keep"), snapshotNames(), "the refused commit deleted nothing");
+        reboot();
+        script("bow-boot").ok();
+        assertFalse(Files.exists(rec));
+        assertArrayEquals(start, Files.readAllBytes(img), "the origin is exactly as at checkpoint start");
+        cmd(List.of("e2fsck", "-fn", img.toString())).ok();
+        assertEquals(before, mountedManifest());
+        assertKeepIntact(cow, start, List.of("keep"));
+    }
+
+    @Test
     void sharedModeRecordWithoutACheckpointSnapshotIsCleanedUp() throws Exception {
         // The power went between writing the record and creating the snapshot: a blank COW.
         Path cow = dir.resolve("cow.img");
