@@ -3,9 +3,9 @@
 #
 #   BOWD        the daemon command            (default: bowd)
 #   BOWCTL      the CLI command               (default: bowctl)
-#   BOW_MODE    bow | persistent              (default: from the checkpoint record, else bow)
+#   BOW_MODE    bow | persistent | shared     (default: from the checkpoint record, else bow)
 #   BOW_DEVICE  the device under the checkpoint (default: from the record; required before the update)
-#   BOW_COW     persistent mode: the COW device (default: from the record)
+#   BOW_COW     persistent and shared modes: the COW device (default: from the record; required before the update)
 #   BOW_MNT     where the filesystem is mounted through the daemon (required to mount)
 #   BOW_RUN     sockets and state of this boot (default: /run/bow)
 #   BOW_RECORD  the checkpoint record          (default: /var/lib/bow/checkpoint.rec)
@@ -49,10 +49,25 @@ bow_from_record() {
 
 bow_daemon_alive() { "$BOWCTL" status >/dev/null 2>&1; }
 
+# The snapshot modes keep the old data on a COW device: refuse to go on without one, and an unknown mode.
+bow_check_mode() {
+  case ${BOW_MODE:-bow} in
+    bow) ;;
+    persistent|shared) [ -n "${BOW_COW:-}" ] || bow_die "BOW_COW is not set: $BOW_MODE mode needs a COW device" 2 ;;
+    *) bow_die "unknown BOW_MODE $BOW_MODE (bow, persistent or shared)" 2 ;;
+  esac
+}
+
+# shared mode: exit status 0 if the running daemon has a checkpoint (a snapshot named "checkpoint").
+bow_shared_has_checkpoint() {
+  "$BOWCTL" status --json | grep -qE '"state":"(CHECKPOINT|ROLLING_BACK)"'
+}
+
 # Starts the daemon (extra flags in $*) and waits until its control socket answers.
 bow_start_daemon() {
   BOW_MODE=${BOW_MODE:-bow}
   [ -n "${BOW_DEVICE:-}" ] || bow_die "BOW_DEVICE is not set and no checkpoint record names a device"
+  bow_check_mode
   mkdir -p "$BOW_RUN"
   # The same flags whoever starts it: bowd-exec reads them back (systemd and Android init start it through bowd-exec).
   {

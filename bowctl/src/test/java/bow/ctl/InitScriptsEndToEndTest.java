@@ -268,6 +268,180 @@ class InitScriptsEndToEndTest {
         assertEquals(before, mountedManifest());
     }
 
+    // ---------------------------------------------------------------- shared mode
+
+    /**
+     * shared mode through the scripts: BOW_COW, bowd --mode shared, the checkpoint a snapshot named
+     * "checkpoint"; the hook takes another snapshot ("keep") with the filesystem frozen just before
+     * it, which no lifecycle step may touch. Returns the origin's image at checkpoint start.
+     */
+    byte[] sharedPreUpdate(Path cow, int retries) throws Exception {
+        bow.blockdev.FileBlockDevice.createSparse(cow, 256L << 20);
+        env.put("BOW_MODE", "shared");
+        env.put("BOW_COW", cow.toString());
+        env.put("BOW_RETRIES", "" + retries);
+        env.put("BOW_HOOK", launcher("shared-hook", """
+                case $1 in
+                  pre-checkpoint) sync; fsfreeze -f "$BOW_MNT" && "$BOWCTL" snapshot create --name keep ;;
+                  post-checkpoint) cp --sparse=always "$BOW_DEVICE" "$OUT/post.img"; rc=$?; fsfreeze -u "$BOW_MNT"; exit $rc ;;
+                esac
+                """).toString());
+        Result pre = script("bow-pre-update");
+        pre.ok();
+        assertFalse(pre.out.contains("trimmed"), "no trim in shared mode: " + pre.out);
+        CheckpointRecord r = record();
+        assertEquals("shared", r.mode());
+        assertEquals(cow.toAbsolutePath().toString(), r.cow());
+        assertEquals(List.of("checkpoint", "keep"), snapshotNames());
+        return Files.readAllBytes(out.resolve("post.img"));
+    }
+
+    /** The names of the live snapshots, sorted, from the running daemon. */
+    List<String> snapshotNames() throws Exception {
+        Result l = bowctl("snapshot", "list", "--json");
+        l.ok();
+        @SuppressWarnings("unchecked") Map<String, Object> list = (Map<String, Object>) MiniJson.parse(l.out.trim());
+        List<String> names = new ArrayList<>();
+        for (Object o : (List<?>) list.get("snapshots")) names.add((String) ((Map<?, ?>) o).get("name"));
+        names.sort(null);
+        return names;
+    }
+
+    /** With the scripts' daemon stopped: the COW checks clean, and "keep" (alone, or with the checkpoint) reads as at checkpoint start. */
+    void assertKeepIntact(Path cow, byte[] start, List<String> names) throws Exception {
+        OfflineCommandsTest.Run check = OfflineCommandsTest.bowctl("shared", "check", "--cow", cow.toString());
+        assertEquals(0, check.code(), check.out() + check.err());
+        Path d = Files.createDirectories(dir.resolve("verify"));
+        try (BowdProcess b = BowdProcess.start(d, "--mode", "shared", "--device", img.toString(), "--cow", cow.toString())) {
+            Path sock = b.nbd;
+            Result ls = cmd(List.of(env.get("BOWCTL"), "snapshot", "list", "--json", "--control", b.control.toString()));
+            ls.ok();
+            for (String n : names) assertTrue(ls.out.contains("\"name\":\"" + n + "\""), ls.out);
+            assertEquals(names.size(), ls.out.split("\"id\":").length - 1, ls.out);
+            SharedClients.assertSame(start, SharedClients.read(sock, "snapshot-keep", d.resolve("keep.img")), "snapshot keep");
+            assertEquals(0, SharedClients.ctl(b.control, "shutdown").code());
+            assertEquals(0, b.waitFor(), b.output());
+        }
+    }
+
+    @Test
+    void sharedModeFailedBootsThenRollbackRestoresTheOriginExactly() throws Exception {
+        Map<String, String> before = mountedManifest();
+        Path cow = dir.resolve("cow.img");
+        byte[] start = sharedPreUpdate(cow, 1);
+        replaceHalfTheFiles(new Random(31));
+        killMidWorkload(new Random(31));
+        reboot();
+        script("bow-boot").ok();                       // the one boot allowed
+        assertTrue(cmd(List.of("mountpoint", "-q", mnt.toString())).code == 0, "the boot mounted the filesystem");
+        assertEquals(0, record().retries());
+        assertEquals(1, record().bootAttempts());
+        assertEquals(List.of("checkpoint", "keep"), snapshotNames());
+        workload(new Random(32), 20, 100_000);
+        reboot();
+        Result b = script("bow-boot");                 // no boots left: this one rolls back
+        b.ok();
+        assertTrue(b.err.contains("rollback needed") || b.err.contains("rolling back"), b.err);
+        assertFalse(Files.exists(rec), "the record goes with the rollback");
+        assertNotEquals(0, cmd(List.of("mountpoint", "-q", mnt.toString())).code, "nothing mounted after the rollback");
+        assertArrayEquals(start, Files.readAllBytes(img), "the origin is exactly as at checkpoint start");
+        cmd(List.of("e2fsck", "-fn", img.toString())).ok();
+        assertEquals(before, mountedManifest(), "every file as before the update");
+        assertKeepIntact(cow, start, List.of("keep"));
+        assertEquals(0, script("bow-recovery").code, "nothing left to roll back");
+        assertArrayEquals(start, Files.readAllBytes(img));
+    }
+
+    @Test
+    void sharedModeRecoveryRollsBackAfterAPowerCut() throws Exception {
+        Map<String, String> before = mountedManifest();
+        Path cow = dir.resolve("cow.img");
+        byte[] start = sharedPreUpdate(cow, 3);
+        replaceHalfTheFiles(new Random(41));
+        workload(new Random(41), 40);
+        reboot();
+        Result r = script("bow-recovery");
+        r.ok();
+        assertTrue(r.err.contains("rolled back"), r.toString());
+        assertFalse(Files.exists(rec));
+        assertArrayEquals(start, Files.readAllBytes(img), "the origin is exactly as at checkpoint start");
+        cmd(List.of("e2fsck", "-fn", img.toString())).ok();
+        assertEquals(before, mountedManifest());
+        assertKeepIntact(cow, start, List.of("keep"));
+    }
+
+    @Test
+    void sharedModeGoodBootCommitsAndKeepsTheChanges() throws Exception {
+        Path cow = dir.resolve("cow.img");
+        byte[] start = sharedPreUpdate(cow, 3);
+        replaceHalfTheFiles(new Random(51));
+        workload(new Random(51), 40);
+        reboot();
+        script("bow-boot").ok();
+        assertEquals(2, record().retries());
+        workload(new Random(52), 10, 30_000);
+        Result c = script("bow-boot-complete");
+        c.ok();
+        assertFalse(Files.exists(rec), "commit removes the record");
+        assertEquals(List.of("keep"), snapshotNames(), "commit deletes the checkpoint snapshot and only it");
+        Files.writeString(mnt.resolve("after-commit.txt"), "kept");
+        Map<String, String> expected = manifest(mnt);
+        stopCleanly();
+        OfflineCommandsTest.Run rb = OfflineCommandsTest.bowctl("rollback", "--mode", "shared", "--device", img.toString(),
+                "--cow", cow.toString(), "--snapshot", "checkpoint", "--yes");
+        assertEquals(ExitCodes.NO_CHECKPOINT, rb.code(), "nothing left to roll back: " + rb);
+        cmd(List.of("e2fsck", "-fn", img.toString())).ok();
+        assertEquals(expected, mountedManifest(), "the update's changes are kept");
+        assertKeepIntact(cow, start, List.of("keep"));
+        Result again = script("bow-boot");
+        again.ok();
+        assertTrue(again.err.contains("no checkpoint"), again.err);
+    }
+
+    @Test
+    void sharedModeAbortRefusesTheCommitAndTheNextBootRollsBack() throws Exception {
+        Map<String, String> before = mountedManifest();
+        Path cow = dir.resolve("cow.img");
+        byte[] start = sharedPreUpdate(cow, -1);
+        workload(new Random(61), 40);
+        assertEquals(0, bowctl("abort", "--reason", "health check failed").code);
+        assertEquals(ExitCodes.INVALID_STATE, script("bow-boot-complete").code, "a good-boot commit is refused after abort");
+        assertEquals(List.of("checkpoint", "keep"), snapshotNames(), "the refused commit deleted nothing");
+        reboot();
+        script("bow-boot").ok();
+        assertFalse(Files.exists(rec));
+        assertArrayEquals(start, Files.readAllBytes(img), "the origin is exactly as at checkpoint start");
+        cmd(List.of("e2fsck", "-fn", img.toString())).ok();
+        assertEquals(before, mountedManifest());
+        assertKeepIntact(cow, start, List.of("keep"));
+    }
+
+    @Test
+    void sharedModeRecordWithoutACheckpointSnapshotIsCleanedUp() throws Exception {
+        // The power went between writing the record and creating the snapshot: a blank COW.
+        Path cow = dir.resolve("cow.img");
+        bow.blockdev.FileBlockDevice.createSparse(cow, 64L << 20);
+        byte[] image = Files.readAllBytes(img);
+        Files.createDirectories(rec.getParent());
+        CheckpointRecord.start("shared", img.toString(), cow.toString(), 3, "").write(rec);
+        Result b = script("bow-boot");
+        b.ok();
+        assertTrue(b.err.contains("removing the stale record"), b.err);
+        assertFalse(Files.exists(rec));
+        assertNotEquals(0, bowctl("status").code, "the daemon is stopped again");
+        assertNotEquals(0, cmd(List.of("mountpoint", "-q", mnt.toString())).code);
+        assertArrayEquals(image, Files.readAllBytes(img));
+    }
+
+    @Test
+    void sharedModeNeedsACow() throws Exception {
+        env.put("BOW_MODE", "shared");
+        Result r = script("bow-pre-update");
+        assertEquals(2, r.code, r.toString());
+        assertTrue(r.err.contains("BOW_COW is not set"), r.err);
+        assertFalse(Files.exists(rec));
+    }
+
     @Test
     void aRecordWithoutACheckpointOnTheDeviceIsCleanedUp() throws Exception {
         // The power went between writing the record and starting the checkpoint.

@@ -61,9 +61,11 @@ public record CheckpointRecord(String mode, String device, String cow, int retri
     }
 
     public CheckpointRecord {
-        if (!"bow".equals(mode) && !"persistent".equals(mode)) throw new IllegalArgumentException("mode must be bow or persistent, got " + mode);
+        if (!"bow".equals(mode) && !"persistent".equals(mode) && !"shared".equals(mode)) {
+            throw new IllegalArgumentException("mode must be bow, persistent or shared, got " + mode);
+        }
         if (device == null || device.isEmpty()) throw new IllegalArgumentException("the record needs a device");
-        if ("persistent".equals(mode) && (cow == null || cow.isEmpty())) throw new IllegalArgumentException("persistent mode needs a COW path");
+        if (!"bow".equals(mode) && (cow == null || cow.isEmpty())) throw new IllegalArgumentException(mode + " mode needs a COW path");
         if (cow == null) cow = "";
         if (retries < -1) throw new IllegalArgumentException("retries must be -1 (never roll back on boot count) or >= 0, got " + retries);
         if (bootAttempts < 0) throw new IllegalArgumentException("boot attempts must be >= 0");

@@ -32,6 +32,10 @@ class CheckpointRecordTest {
         r2.write(f);
         assertEquals(r2, CheckpointRecord.read(f).orElseThrow());
         assertTrue(r2.needsRollback());
+        CheckpointRecord shared = CheckpointRecord.start("shared", "/dev/vdb", "/dev/vdc", 2, "OTA");
+        shared.write(f);
+        assertEquals(shared, CheckpointRecord.read(f).orElseThrow());
+        r2.write(f);
         assertTrue(CheckpointRecord.remove(f));
         assertFalse(CheckpointRecord.remove(f));
         assertTrue(CheckpointRecord.read(f).isEmpty());
@@ -125,6 +129,8 @@ class CheckpointRecordTest {
     void refusesValuesThatWouldBreakTheFormat() {
         assertThrows(IllegalArgumentException.class, () -> CheckpointRecord.start("bow", "/dev/x\nstate=ACTIVE", null, 1, ""));
         assertThrows(IllegalArgumentException.class, () -> CheckpointRecord.start("persistent", "/dev/x", null, 1, ""));
+        assertThrows(IllegalArgumentException.class, () -> CheckpointRecord.start("shared", "/dev/x", "", 1, ""));
+        assertThrows(IllegalArgumentException.class, () -> CheckpointRecord.start("thin", "/dev/x", "/dev/y", 1, ""));
         assertThrows(IllegalArgumentException.class, () -> CheckpointRecord.start("bow", "/dev/x", null, -2, ""));
     }
 }
