@@ -150,7 +150,8 @@ public final class LogChain {
         long newest = log.sequence();
         long sector0 = log.sector0();
         BlockRedirects redirects = new BlockRedirects();
-        byte[] buf = new byte[Math.max(bs, MAX_READ - MAX_READ % bs)];
+        // Direct: FileChannel reads into it with no copy through a temporary native buffer.
+        ByteBuffer buf = ByteBuffer.allocateDirect(Math.max(bs, MAX_READ - MAX_READ % bs));
         long physical = 0;
         long sequences = 0, entries = 0, bytes = 0;
         while (true) {
@@ -192,16 +193,16 @@ public final class LogChain {
     }
 
     /** The entry checksum over the blocks the dry run says hold its data, reading contiguous runs at once. */
-    private static int checksum(BlockDevice dev, LogEntry e, long[] from, int bs, byte[] buf) throws IOException {
+    private static int checksum(BlockDevice dev, LogEntry e, long[] from, int bs, ByteBuffer buf) throws IOException {
         int crc = (int) (e.sourceSector() / (bs / 512));
-        int maxBlocks = buf.length / bs;
+        int maxBlocks = buf.capacity() / bs;
         int j = 0;
         while (j < from.length) {
             int run = 1;
             while (j + run < from.length && run < maxBlocks && from[j + run] == from[j] + run) run++;
-            ByteBuffer bb = ByteBuffer.wrap(buf, 0, run * bs);
-            dev.read(from[j] * bs, bb);
-            crc = BowCrc.update(crc, buf, 0, run * bs);
+            buf.clear().limit(run * bs);
+            dev.read(from[j] * bs, buf);
+            crc = BowCrc.update(crc, buf.flip());
             j += run;
         }
         return crc;

@@ -100,7 +100,7 @@ public final class Restore {
             dev.flush();
         }
         long done = 0, entries = 0, sequences = 0;
-        byte[] copy = new byte[Math.max(bs, COPY_CHUNK - COPY_CHUNK % bs)];
+        ByteBuffer copy = ByteBuffer.allocateDirect(Math.max(bs, COPY_CHUNK - COPY_CHUNK % bs));
         IntervalSet batchSources = new IntervalSet();
         IntervalSet batchDests = new IntervalSet();
         progress.progress("restore", 0, summary.bytes());
@@ -160,14 +160,13 @@ public final class Restore {
         return new Result(sequences, entries, done, summary.restoring(), false, null);
     }
 
-    private void copyRange(long from, long to, long len, byte[] buf) throws IOException {
+    private void copyRange(long from, long to, long len, ByteBuffer buf) throws IOException {
         long off = 0;
         while (off < len) {
-            int n = (int) Math.min(buf.length, len - off);
-            ByteBuffer bb = ByteBuffer.wrap(buf, 0, n);
-            dev.read(from + off, bb);
-            bb.flip();
-            dev.write(to + off, bb);
+            int n = (int) Math.min(buf.capacity(), len - off);
+            buf.clear().limit(n);
+            dev.read(from + off, buf);
+            dev.write(to + off, buf.flip());
             off += n;
         }
     }
