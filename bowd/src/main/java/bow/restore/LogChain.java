@@ -1,6 +1,7 @@
 package bow.restore;
 
 import bow.blockdev.BlockDevice;
+import bow.blockdev.DirectBuffers;
 import bow.bowlog.BowCrc;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogCorruptException;
@@ -243,13 +244,13 @@ public final class LogChain {
                 long[] need = runs.peek();
                 int bytes = (int) need[2] * bs;
                 if (free.isEmpty() && allocated < AHEAD) {
-                    free.add(ByteBuffer.allocateDirect(Math.max(bytes, Math.min(bufBytes, 64 << 10))));
+                    free.add(DirectBuffers.allocate(Math.max(bytes, Math.min(bufBytes, 64 << 10))));
                     allocated++;
                 }
                 if (free.isEmpty()) return;
                 long[] r = runs.poll();
                 ByteBuffer b = free.poll();
-                if (b.capacity() < bytes) b = ByteBuffer.allocateDirect(bufBytes);   // a small one made for a short run
+                if (b.capacity() < bytes) b = DirectBuffers.allocate(bufBytes);   // a small one made for a short run
                 b.clear().limit((int) r[2] * bs);
                 inFlight.add(new Object[] {r, b, reads.read(r[1] * bs, b)});
             }

@@ -1,6 +1,7 @@
 package bow.restore;
 
 import bow.blockdev.BlockDevice;
+import bow.blockdev.DirectBuffers;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogCorruptException;
 import bow.bowlog.LogEntry;
@@ -108,7 +109,7 @@ public final class Restore {
             dev.flush();
         }
         long done = 0, entries = 0, sequences = 0;
-        ByteBuffer batchBuf = ByteBuffer.allocateDirect(batchBufferBytes(bs, summary.bytes()));
+        ByteBuffer batchBuf = DirectBuffers.allocate(batchBufferBytes(bs, summary.bytes()));
         IntervalSet batchSources = new IntervalSet();
         IntervalSet batchDests = new IntervalSet();
         progress.progress("restore", 0, summary.bytes());

@@ -2,6 +2,7 @@ package bow.snapshot;
 
 import bow.blockdev.BlockDevice;
 import bow.blockdev.DeviceException;
+import bow.blockdev.DirectBuffers;
 import bow.blockdev.Errno;
 import bow.snapshot.PersistentStore.MergeRun;
 
@@ -62,18 +63,21 @@ public final class PersistentMerge {
         if (!store.isMerging()) store.setMergeMarker(true);
         int chunkBytes = store.chunkBytes();
         int maxRun = Math.max(1, MAX_RUN_BYTES / chunkBytes);
+        // One page-aligned direct buffer for every run: no zeroed heap array per run, and no copy
+        // through the JDK's (unaligned) temporary native buffer.
+        ByteBuffer buf = DirectBuffers.allocate(maxRun * chunkBytes);
         MergeRun run;
         while ((run = store.prepareMerge()) != null) {
             int k = Math.min(run.count(), maxRun);
             long firstOld = run.lastOld() - k + 1;
             long firstNew = run.lastNew() - k + 1;
             if (locker == null) {
-                copyRun(origin, store, firstOld, firstNew, k);
+                copyRun(origin, store, firstOld, firstNew, k, buf);
                 origin.flush();
                 store.commitMerge(k);
             } else {
                 try (AutoCloseable ignored = locker.lock(firstOld, k)) {
-                    copyRun(origin, store, firstOld, firstNew, k);
+                    copyRun(origin, store, firstOld, firstNew, k, buf);
                     origin.flush();
                     store.commitMerge(k);
                 } catch (IOException | RuntimeException e) {
@@ -89,7 +93,8 @@ public final class PersistentMerge {
         return done;
     }
 
-    private static void copyRun(BlockDevice origin, PersistentStore store, long firstOld, long firstNew, int k) throws IOException {
+    private static void copyRun(BlockDevice origin, PersistentStore store, long firstOld, long firstNew, int k,
+                                ByteBuffer buf) throws IOException {
         long chunkBytes = store.chunkBytes();
         long dst = firstOld * chunkBytes;
         if (firstOld < 0 || dst >= origin.size()) {
@@ -97,9 +102,10 @@ public final class PersistentMerge {
                     + origin.size() + "-byte origin: wrong origin or corrupt metadata");
         }
         int len = (int) Math.min((long) k * chunkBytes, origin.size() - dst);
-        ByteBuffer buf = ByteBuffer.allocate(len);
+        buf.clear().limit(len);
         store.cow().read(firstNew * chunkBytes, buf);
         buf.flip();
         origin.write(dst, buf);
+        origin.startWriteback(dst, len);   // the flush that follows then waits for less
     }
 }
