@@ -431,12 +431,27 @@ public final class PersistentStore {
             area = readChunk(areaLocation(epa, currentArea));
             currentCommitted = epa;
         }
-        long lastOld = oldChunkAt(area, currentCommitted - 1);
-        long lastNew = newChunkAt(area, currentCommitted - 1);
+        return runEndingAt(currentCommitted);
+    }
+
+    /**
+     * The run just below the last {@code skip} exceptions of the current area (which the caller
+     * has copied but not yet committed), or null when the area has none left: runs of one
+     * area can then be copied together and committed with one {@link #commitMerge}.
+     */
+    public MergeRun nextMergeRunInArea(int skip) {
+        if (skip < 0 || skip >= currentCommitted) return null;
+        return runEndingAt(currentCommitted - skip);
+    }
+
+    /** The longest run of consecutive old and new chunks ending at exception {@code top - 1} of the current area. */
+    private MergeRun runEndingAt(int top) {
+        long lastOld = oldChunkAt(area, top - 1);
+        long lastNew = newChunkAt(area, top - 1);
         int n = 1;
-        while (n < currentCommitted
-                && oldChunkAt(area, currentCommitted - 1 - n) == lastOld - n
-                && newChunkAt(area, currentCommitted - 1 - n) == lastNew - n) {
+        while (n < top
+                && oldChunkAt(area, top - 1 - n) == lastOld - n
+                && newChunkAt(area, top - 1 - n) == lastNew - n) {
             n++;
         }
         return new MergeRun(lastOld, lastNew, n);
