@@ -208,7 +208,7 @@ public final class LogChain {
      * threads into direct buffers (no copy through a temporary native buffer).
      */
     private static final class Checksummer implements AutoCloseable {
-        private static final int AHEAD = 8;
+        private static final int AHEAD = 16;
         private final int bs;
         private final int bufBytes;
         private final int maxBlocks;
@@ -223,7 +223,7 @@ public final class LogChain {
             this.bs = bs;
             this.bufBytes = Math.max(bs, MAX_READ - MAX_READ % bs);
             this.maxBlocks = bufBytes / bs;
-            this.reads = new ReadAhead(dev, 2);
+            this.reads = new ReadAhead(dev, 4);
         }
 
         /** Queues the reads of entry {@code index}'s data, block j of it at physical block from[j]. */
