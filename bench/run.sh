@@ -382,6 +382,80 @@ for p in $ALL_PEERS; do
     esac
 done
 
+# ------------------------------------------------------------------ COW open, log verify
+# median_of3 CMD...: runs a command printing a number of ms three times, prints "median (a b c)".
+median_of3() {
+    local r=() i
+    for i in 1 2 3; do r+=("$("$@")") || return 1; done
+    echo "$(printf '%s\n' "${r[@]}" | sort -n | sed -n 2p) (${r[*]})"
+}
+
+# serve_ms ARGS...: bowd ARGS started, ms until it answers NBD (polled every 20 ms); then stopped.
+serve_ms() {
+    rm -f "$SOCK" "$CTL"
+    local t0 t1 pid i
+    t0=$(date +%s%N)
+    "${BOWD[@]}" "$@" >"$T/serve.log" 2>&1 &
+    pid=$!
+    for i in $(seq 3000); do
+        kill -0 "$pid" 2>/dev/null || { cat "$T/serve.log" >&2; return 1; }
+        if [ -S "$SOCK" ] && nbdinfo --size "$URI" >/dev/null 2>&1; then break; fi
+        sleep 0.02
+    done
+    t1=$(date +%s%N)
+    bowctl_cmd shutdown >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    echo $(( (t1 - t0) / 1000000 ))
+}
+
+if [[ " $PEERS " == *" persistent "* ]]; then
+    # A persistent COW with a million exceptions, written by bench/cowgen.py (the dm-snapshot
+    # format; the data chunks are holes), against the same bowd with a fresh COW (JVM and daemon start).
+    NEXC=${BENCH_COW_EXCEPTIONS:-1000000}
+    say "persistent: open a COW with $NEXC exceptions (3 times), and a fresh one (3 times)"
+    /usr/bin/python3 "$here/cowgen.py" "$T/million.cow" "$T/million.origin" "$NEXC" >&2
+    open_ms=$(median_of3 serve_ms --mode persistent --device "$T/million.origin" --cow "$T/million.cow") \
+        || die "bowd did not open the generated COW"
+    truncate -s 64M "$T/fresh.cow"
+    fresh_ms=$(serve_ms --mode persistent --device "$T/million.origin" --cow "$T/fresh.cow") || die "bowd did not start on a fresh COW"
+    rm -f "$T/fresh.cow"; truncate -s 64M "$T/fresh.cow"
+    fresh_ms="$fresh_ms $(serve_ms --mode persistent --device "$T/million.origin" --cow "$T/fresh.cow")"
+    extra "cow open" "$(awk -v m="${open_ms%% *}" 'BEGIN { printf "%.2f", m / 1000 }')" \
+        "bowd start to serving, $NEXC exceptions: median ms of 3 ${open_ms}; an empty COW: ${fresh_ms} ms"
+    rm -f "$T/million.cow" "$T/million.origin" "$T/fresh.cow"
+    say "  -> ${open_ms} ms (fresh COW: ${fresh_ms} ms)"
+fi
+
+if [[ " $PEERS " == *" bow "* ]]; then
+    # bowctl log verify of a full checkpoint (VERIFY bytes of first writes, so as many bytes of
+    # backups) against one read of the backups (dd to /dev/null of as many bytes), both with the
+    # backups in the page cache as the writes left them. Its own sparse image: data, then backups.
+    VERIFY=$(to_bytes "${BENCH_VERIFY_SIZE:-$([ "$QUICK" = 1 ] && echo 256M || echo 4G)}")
+    VIMG=$T/verify.img
+    rm -f "$VIMG"; truncate -s $((2 * VERIFY + (64 << 20))) "$VIMG"
+    start_server bowd-verify "$top/bin/bowd" --socket "$SOCK" --control "$CTL" --mode bow --device "$VIMG" --block-size 4096
+    bowctl_cmd trim --offset "$VERIFY" --length $((VERIFY + (64 << 20))) >/dev/null
+    bowctl_cmd checkpoint start >/dev/null
+    say "bow: $((VERIFY >> 20)) MiB of first writes for log verify"
+    fio_run sw8 600 --offset=0 --size="$VERIFY" >/dev/null
+    vbu=$(status_json | jq -r '.backed_up_bytes')
+    bowctl_cmd shutdown >/dev/null || true
+    stop_server bowd-verify
+    # Cold: the image's pages dropped from the page cache first (posix_fadvise DONTNEED through
+    # dd's nocache flag, this file only), as after the reboot that precedes a rollback.
+    drop_cache() { [ "${1:-}" = cold ] && dd if="$VIMG" iflag=nocache count=0 status=none; return 0; }
+    verify_ms() { drop_cache "$1"; time_ms "$top/bin/bowctl" log verify --device "$VIMG"; }
+    read_ms() { drop_cache "$1"; time_ms dd if="$VIMG" of=/dev/null bs=1M skip=$((VERIFY >> 20)) count=$((vbu >> 20)) status=none; }
+    for cache in cold warm; do
+        read_ms warm >/dev/null   # the warm runs start from the same page-cache state
+        v=$(median_of3 verify_ms "$cache") || die "bowctl log verify failed on $VIMG"
+        rd=$(median_of3 read_ms "$cache")
+        extra "log verify $cache" "${v%% *} ${rd%% *} $((vbu >> 20))" "verify median ms of 3 ${v}; dd read of as many bytes ${rd} ms"
+        say "  -> $cache cache: verify ${v} ms, read ${rd} ms"
+    done
+    rm -f "$VIMG"
+fi
+
 # ------------------------------------------------------------------ range map, bowctl
 say "range map: a million fragmented free runs"
 mkdir -p "$T/rangemap"
@@ -471,8 +545,12 @@ judge() {
             row("bowctl needs-checkpoint, median ms", x["needs-checkpoint"], "100", "max")
             for (k in x) if (k ~ /^rss_kib bowd/) { r = sprintf("%.0f", x[k] / 1024); row("peak RSS MiB, " substr(k, 9), r, "256", "max") }
             row("backup placement: bytes backed up / checkpointed bytes overwritten (ext4 update workload)", "", "1.1", "max")
-            row("persistent: open a COW with a million exceptions, s", "", "2", "max")
-            row("bowctl log verify of 4 GiB / one read of the backups", "", "1.0", "max")
+            row("persistent: open a COW with a million exceptions (bowd start to serving), s", x["cow open"], "2", "max")
+            split("cold warm", lc, " ")
+            for (i = 1; i <= 2; i++) {
+                k = "log verify " lc[i]; split(x[k], lv, " ")
+                row("bowctl log verify of " ((k in x) ? lv[3] " MiB of backups" : "4 GiB") " / one read of them, page cache " lc[i], (k in x) ? ratio(lv[1], lv[2]) : "", "1.0", "max")
+            }
             s1 = v["bowd shared, 1st write, 1 snapshots" SUBSEP "rw16"]
             row("bowd shared 1st write, 10 snapshots / 1 snapshot, 4k randwrite qd16", ratio(v["bowd shared, 1st write, 10 snapshots" SUBSEP "rw16"], s1), "0.8", "min")
             row("bowd shared 1st write, 64 snapshots / 1 snapshot, 4k randwrite qd16", ratio(v["bowd shared, 1st write, 64 snapshots" SUBSEP "rw16"], s1), "0.8", "min")
@@ -546,6 +624,7 @@ TARGETS=$(judge)
     echo
     awk -F'\t' '{ printf "- %s: %s%s\n", $1, $2, ($3 != "" ? " (" $3 ")" : "") }' "$EXTRA" \
         | sed -e 's/^- rollback \([a-z]*\): \([0-9]*\) \([0-9]*\)/- rollback \1: \2 ms, dd \3 ms/' \
+              -e 's/^- log verify \([a-z]*\): \([0-9]*\) \([0-9]*\) \([0-9]*\)/- log verify of \4 MiB of backups, page cache \1: \2 ms, one read \3 ms/' \
               -e 's/^- rss_kib \([^:]*\): \([0-9]*\)/- \1 peak RSS: \2 KiB/'
     echo
     echo "## Per run"

@@ -33,6 +33,13 @@ public interface BlockDevice extends Closeable {
      */
     void discard(long offset, long length) throws IOException;
 
+    /**
+     * A hint that the range just written will be flushed soon: the device may start writing it
+     * back now, so that the coming {@link #flush()} waits for less. Makes nothing durable; the
+     * default does nothing.
+     */
+    default void startWriteback(long offset, long length) throws IOException {}
+
     /** Makes every write completed before this call durable. */
     void flush() throws IOException;
 

@@ -28,6 +28,9 @@ public final class LinuxNative {
     public static final int EWOULDBLOCK = 11;
     public static final int EINTR = 4;
 
+    /** sync_file_range: start write-out of dirty pages in the range, do not wait. */
+    public static final int SYNC_FILE_RANGE_WRITE = 2;
+
     public static final int FALLOC_FL_KEEP_SIZE = 0x01;
     public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
 
@@ -49,6 +52,9 @@ public final class LinuxNative {
     public static native int flock(int fd, int operation) throws LastErrorException;
 
     public static native int fdatasync(int fd) throws LastErrorException;
+
+    /** Starts (SYNC_FILE_RANGE_WRITE) write-back of a range; makes nothing durable by itself. */
+    public static native int sync_file_range(int fd, long offset, long nbytes, int flags) throws LastErrorException;
 
     public static native int fallocate(int fd, int mode, long offset, long len) throws LastErrorException;
 

@@ -1,6 +1,7 @@
 package bow.restore;
 
 import bow.blockdev.BlockDevice;
+import bow.blockdev.DirectBuffers;
 import bow.bowlog.BowCrc;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogCorruptException;
@@ -150,61 +151,134 @@ public final class LogChain {
         long newest = log.sequence();
         long sector0 = log.sector0();
         BlockRedirects redirects = new BlockRedirects();
-        byte[] buf = new byte[Math.max(bs, MAX_READ - MAX_READ % bs)];
         long physical = 0;
         long sequences = 0, entries = 0, bytes = 0;
-        while (true) {
-            visitor.sequence(log, physical);
-            sequences++;
-            for (int i = (int) log.count() - 1; i >= 0; i--) {
-                LogEntry e = log.entry(i);
-                int n = (int) (e.sizeBytes() / bs);
-                long src = e.sourceSector() / spb;
-                long dst = e.destSector() / spb;
-                long[] from = new long[n];
-                for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
-                int actual = 0;
-                if (e.checksum() != 0) actual = checksum(dev, e, from, bs, buf);
-                visitor.entry(log, i, e, from[0], actual);
-                if (e.checksum() != 0 && actual != e.checksum()) {
-                    throw new LogCorruptException("log sequence " + log.sequence() + ", entry " + i
-                            + ": checksum mismatch: expected " + hex(e.checksum()) + ", actual " + hex(actual)
-                            + " (data of source sector " + e.sourceSector() + " read from block " + from[0] + ")");
+        try (Checksummer sums = new Checksummer(dev, bs)) {
+            while (true) {
+                visitor.sequence(log, physical);
+                sequences++;
+                // Where each entry's data would be read from depends only on the entries before it,
+                // not on the data: resolve the whole sequence first, so that the reads of its data can
+                // run ahead of the checksums.
+                int count = (int) log.count();
+                long[] firstBlock = new long[count];
+                for (int i = count - 1; i >= 0; i--) {
+                    LogEntry e = log.entry(i);
+                    int n = (int) (e.sizeBytes() / bs);
+                    long src = e.sourceSector() / spb;
+                    long dst = e.destSector() / spb;
+                    long[] from = new long[n];
+                    for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
+                    firstBlock[i] = from[0];
+                    if (e.checksum() != 0) sums.add(i, from);
+                    for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
                 }
-                for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
-                entries++;
-                bytes += e.sizeBytes();
-                progress.progress("verify", bytes, -1);
-            }
-            if (log.sequence() == 0) break;
-            // Entry 0 just restored block 0 in the simulation: it now holds the previous log block.
-            long expected = log.sequence() - 1;
-            physical = redirects.resolve(0);
-            log = new LogBlock(read(dev, physical * bs, bs));
-            try {
-                LogValidator.validate(log, expected, deviceBytes, bs);
-            } catch (LogCorruptException e) {
-                visitor.rejected(log, physical);
-                throw new LogCorruptException(e.getMessage() + " (previous log block read from block " + physical + ")");
+                for (int i = count - 1; i >= 0; i--) {
+                    LogEntry e = log.entry(i);
+                    int actual = e.checksum() != 0 ? sums.next(i, (int) (e.sourceSector() / spb)) : 0;
+                    visitor.entry(log, i, e, firstBlock[i], actual);
+                    if (e.checksum() != 0 && actual != e.checksum()) {
+                        throw new LogCorruptException("log sequence " + log.sequence() + ", entry " + i
+                                + ": checksum mismatch: expected " + hex(e.checksum()) + ", actual " + hex(actual)
+                                + " (data of source sector " + e.sourceSector() + " read from block " + firstBlock[i] + ")");
+                    }
+                    entries++;
+                    bytes += e.sizeBytes();
+                    progress.progress("verify", bytes, -1);
+                }
+                if (log.sequence() == 0) break;
+                // Entry 0 just restored block 0 in the simulation: it now holds the previous log block.
+                long expected = log.sequence() - 1;
+                physical = redirects.resolve(0);
+                log = new LogBlock(read(dev, physical * bs, bs));
+                try {
+                    LogValidator.validate(log, expected, deviceBytes, bs);
+                } catch (LogCorruptException e) {
+                    visitor.rejected(log, physical);
+                    throw new LogCorruptException(e.getMessage() + " (previous log block read from block " + physical + ")");
+                }
             }
         }
         return new Summary(bs, newest, restoring, sequences, entries, bytes, sector0);
     }
 
-    /** The entry checksum over the blocks the dry run says hold its data, reading contiguous runs at once. */
-    private static int checksum(BlockDevice dev, LogEntry e, long[] from, int bs, byte[] buf) throws IOException {
-        int crc = (int) (e.sourceSector() / (bs / 512));
-        int maxBlocks = buf.length / bs;
-        int j = 0;
-        while (j < from.length) {
-            int run = 1;
-            while (j + run < from.length && run < maxBlocks && from[j + run] == from[j] + run) run++;
-            ByteBuffer bb = ByteBuffer.wrap(buf, 0, run * bs);
-            dev.read(from[j] * bs, bb);
-            crc = BowCrc.update(crc, buf, 0, run * bs);
-            j += run;
+    /**
+     * The checksums of one sequence's entries, in the order they were added. The data is read in
+     * contiguous runs of up to 1 MiB, a few runs ahead of the checksum, on {@link ReadAhead}'s
+     * threads into direct buffers (no copy through a temporary native buffer).
+     */
+    private static final class Checksummer implements AutoCloseable {
+        private static final int AHEAD = 16;
+        private final int bs;
+        private final int bufBytes;
+        private final int maxBlocks;
+        private final ReadAhead reads;
+        private int allocated;
+        /** Runs queued: entry index, physical block, blocks; read in this order. */
+        private final java.util.ArrayDeque<long[]> runs = new java.util.ArrayDeque<>();
+        private final java.util.ArrayDeque<Object[]> inFlight = new java.util.ArrayDeque<>();   // {run, buffer, future}
+        private final java.util.ArrayDeque<ByteBuffer> free = new java.util.ArrayDeque<>();
+
+        Checksummer(BlockDevice dev, int bs) {
+            this.bs = bs;
+            this.bufBytes = Math.max(bs, MAX_READ - MAX_READ % bs);
+            this.maxBlocks = bufBytes / bs;
+            this.reads = new ReadAhead(dev, 4);
         }
-        return crc;
+
+        /** Queues the reads of entry {@code index}'s data, block j of it at physical block from[j]. */
+        void add(int index, long[] from) {
+            int j = 0;
+            while (j < from.length) {
+                int run = 1;
+                while (j + run < from.length && run < maxBlocks && from[j + run] == from[j] + run) run++;
+                runs.add(new long[] {index, from[j], run});
+                j += run;
+            }
+            fill();
+        }
+
+        private void fill() {
+            while (!runs.isEmpty()) {
+                // Buffers are made as needed, up to AHEAD of them: a small log needs few.
+                long[] need = runs.peek();
+                int bytes = (int) need[2] * bs;
+                if (free.isEmpty() && allocated < AHEAD) {
+                    free.add(DirectBuffers.allocate(Math.max(bytes, Math.min(bufBytes, 64 << 10))));
+                    allocated++;
+                }
+                if (free.isEmpty()) return;
+                long[] r = runs.poll();
+                ByteBuffer b = free.poll();
+                if (b.capacity() < bytes) b = DirectBuffers.allocate(bufBytes);   // a small one made for a short run
+                b.clear().limit((int) r[2] * bs);
+                inFlight.add(new Object[] {r, b, reads.read(r[1] * bs, b)});
+            }
+        }
+
+        /** The checksum of entry {@code index} (the next one added), seeded with {@code seed}. */
+        int next(int index, int seed) throws IOException {
+            int crc = seed;
+            while (true) {
+                Object[] head = inFlight.peek();
+                if (head == null || ((long[]) head[0])[0] != index) return crc;
+                inFlight.poll();
+                ByteBuffer b = (ByteBuffer) head[1];
+                try {
+                    ReadAhead.await((java.util.concurrent.Future<?>) head[2]);
+                    crc = BowCrc.update(crc, b);
+                } finally {
+                    free.add(b);
+                }
+                fill();
+            }
+        }
+
+        @Override
+        public void close() {
+            runs.clear();
+            reads.close();
+        }
     }
 
     static byte[] read(BlockDevice dev, long offset, int len) throws IOException {

@@ -1,12 +1,18 @@
 package bow.restore;
 
 import bow.blockdev.BlockDevice;
+import bow.blockdev.DirectBuffers;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogCorruptException;
 import bow.bowlog.LogEntry;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 
 /**
  * Offline rollback of a dm-bow checkpoint: puts every backed-up block back, newest
@@ -29,8 +35,11 @@ import java.nio.ByteBuffer;
  * </ul>
  */
 public final class Restore {
-    /** Bound on one batch so progress is persisted every so often. */
-    private static final long MAX_BATCH_BYTES = 64L << 20;
+    /**
+     * Bound on one batch so progress is persisted every so often; a batch is read whole into
+     * memory while the previous one's flushes run, then written.
+     */
+    private static final long MAX_BATCH_BYTES = 32L << 20;
     private static final int MAX_BATCH_ENTRIES = 4096;
     private static final int COPY_CHUNK = 1 << 20;
 
@@ -100,74 +109,166 @@ public final class Restore {
             dev.flush();
         }
         long done = 0, entries = 0, sequences = 0;
-        byte[] copy = new byte[Math.max(bs, COPY_CHUNK - COPY_CHUNK % bs)];
+        ByteBuffer batchBuf = DirectBuffers.allocate(batchBufferBytes(bs, summary.bytes()));
         IntervalSet batchSources = new IntervalSet();
         IntervalSet batchDests = new IntervalSet();
         progress.progress("restore", 0, summary.bytes());
-        while (true) {
-            int i = (int) log.count() - 1;
-            while (i >= 1) {
-                // One batch: entries i, i-1, ..., lo, newest first.
-                batchSources.clear();
-                batchDests.clear();
-                long batchBytes = 0;
-                int lo = i;
-                while (lo >= 1 && i - lo < maxBatchEntries && batchBytes < MAX_BATCH_BYTES) {
-                    LogEntry e = log.entry(lo);
-                    long s = e.sourceSector(), d = e.destSector(), n = e.sizeBytes() / 512;
-                    if (lo != i && (batchDests.overlaps(s, s + n) || batchSources.overlaps(d, d + n))) break;
-                    batchSources.add(s, s + n);
-                    batchDests.add(d, d + n);
-                    batchBytes += e.sizeBytes();
-                    lo--;
+        ExecutorService committer = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "restore-commit");
+            t.setDaemon(true);
+            return t;
+        });
+        Future<?> pending = null;
+        ReadAhead reads = new ReadAhead(dev, 2);
+        try {
+            while (true) {
+                int i = (int) log.count() - 1;
+                while (i >= 1) {
+                    // One batch: entries i, i-1, ..., lo, newest first, whose data all fit in batchBuf
+                    // (or a single entry that does not, copied in slices).
+                    batchSources.clear();
+                    batchDests.clear();
+                    long batchBytes = 0;
+                    int lo = i;
+                    while (lo >= 1 && i - lo < maxBatchEntries) {
+                        LogEntry e = log.entry(lo);
+                        long s = e.sourceSector(), d = e.destSector(), n = e.sizeBytes() / 512;
+                        if (lo != i && (batchBytes + e.sizeBytes() > batchBuf.capacity()
+                                || batchDests.overlaps(s, s + n) || batchSources.overlaps(d, d + n))) break;
+                        batchSources.add(s, s + n);
+                        batchDests.add(d, d + n);
+                        batchBytes += e.sizeBytes();
+                        lo--;
+                    }
+                    lo++;
+                    if (batchBytes <= batchBuf.capacity()) {
+                        // Read the whole batch while the previous batch's flushes run: its writes
+                        // have all been issued, so these reads see them (they only lack durability,
+                        // and nothing of this batch is written before they have it).
+                        batchBuf.clear();
+                        List<Future<?>> reading = new ArrayList<>();
+                        for (int k = i; k >= lo; k--) {
+                            LogEntry e = log.entry(k);
+                            for (int off = 0; off < e.sizeBytes(); off += COPY_CHUNK) {
+                                int n = (int) Math.min(COPY_CHUNK, e.sizeBytes() - off);
+                                reading.add(reads.read(e.destByte() + off, batchBuf.slice(batchBuf.position() + off, n)));
+                            }
+                            batchBuf.position(batchBuf.position() + (int) e.sizeBytes());
+                        }
+                        for (Future<?> f : reading) ReadAhead.await(f);
+                        await(pending);
+                        pending = null;
+                        batchBuf.flip();
+                        for (int k = i; k >= lo; k--) {
+                            LogEntry e = log.entry(k);
+                            ByteBuffer part = batchBuf.slice(batchBuf.position(), (int) e.sizeBytes());
+                            writeOut(e.sourceByte(), part);
+                            batchBuf.position(batchBuf.position() + (int) e.sizeBytes());
+                            done += e.sizeBytes();
+                            entries++;
+                            progress.progress("restore", done, summary.bytes());
+                        }
+                    } else {
+                        await(pending);
+                        pending = null;
+                        LogEntry e = log.entry(i);
+                        copyRange(e.destByte(), e.sourceByte(), e.sizeBytes(), batchBuf);
+                        done += e.sizeBytes();
+                        entries++;
+                        progress.progress("restore", done, summary.bytes());
+                    }
+                    // Progress: the batch's data durable, then the lower count, then that durable too.
+                    // On the commit thread, so that the next batch is read meanwhile.
+                    log.setCount(lo);
+                    ByteBuffer header = ByteBuffer.wrap(java.util.Arrays.copyOf(log.bytes(), 512));
+                    pending = committer.submit(() -> {
+                        dev.flush();
+                        dev.write(0, header);   // one atomic 512-byte write
+                        dev.flush();
+                        return null;
+                    });
+                    i = lo - 1;
                 }
-                lo++;
-                for (int k = i; k >= lo; k--) {
-                    LogEntry e = log.entry(k);
-                    copyRange(e.destByte(), e.sourceByte(), e.sizeBytes(), copy);
-                    done += e.sizeBytes();
-                    entries++;
-                    progress.progress("restore", done, summary.bytes());
+                await(pending);
+                pending = null;
+                // Entry 0: block 0 gets the previous log block (or, for sequence 0, its original content).
+                LogEntry e0 = log.entry(0);
+                byte[] restored = LogChain.read(dev, e0.destByte(), bs);
+                boolean last = log.sequence() == 0;
+                if (!last) new LogBlock(restored).setMagic(LogBlock.MAGIC_RESTORING);
+                if (bs > 512) {
+                    dev.write(512, ByteBuffer.wrap(restored, 512, bs - 512));
+                    dev.flush();
                 }
+                dev.write(0, ByteBuffer.wrap(restored, 0, 512));
                 dev.flush();
-                log.setCount(lo);
-                writeHeaderSector(log);
-                dev.flush();
-                i = lo - 1;
+                done += bs;
+                entries++;
+                sequences++;
+                progress.progress("restore", done, summary.bytes());
+                if (last) break;
+                log = new LogBlock(restored);
+                if (log.blockSize() != bs) {
+                    // verify() read this same block through its redirects; a difference means the device changed under us.
+                    throw new LogCorruptException("log sequence " + log.sequence() + " changed during the restore");
+                }
             }
-            // Entry 0: block 0 gets the previous log block (or, for sequence 0, its original content).
-            LogEntry e0 = log.entry(0);
-            byte[] restored = LogChain.read(dev, e0.destByte(), bs);
-            boolean last = log.sequence() == 0;
-            if (!last) new LogBlock(restored).setMagic(LogBlock.MAGIC_RESTORING);
-            if (bs > 512) {
-                dev.write(512, ByteBuffer.wrap(restored, 512, bs - 512));
-                dev.flush();
-            }
-            dev.write(0, ByteBuffer.wrap(restored, 0, 512));
-            dev.flush();
-            done += bs;
-            entries++;
-            sequences++;
-            progress.progress("restore", done, summary.bytes());
-            if (last) break;
-            log = new LogBlock(restored);
-            if (log.blockSize() != bs) {
-                // verify() read this same block through its redirects; a difference means the device changed under us.
-                throw new LogCorruptException("log sequence " + log.sequence() + " changed during the restore");
+        } finally {
+            reads.close();
+            // Never leave a flush running behind the caller (who closes the device next): wait for it.
+            if (pending != null) {
+                try {
+                    awaitQuietly(pending);
+                } finally {
+                    committer.shutdown();
+                }
+            } else {
+                committer.shutdown();
             }
         }
         return new Result(sequences, entries, done, summary.restoring(), false, null);
     }
 
-    private void copyRange(long from, long to, long len, byte[] buf) throws IOException {
+    /** Batch buffer: up to 32 MiB, less in a small heap (direct memory is bounded by it) or for a small restore. */
+    private static int batchBufferBytes(int bs, long restoreBytes) {
+        long cap = Math.min(Math.min(MAX_BATCH_BYTES, Runtime.getRuntime().maxMemory() / 4), restoreBytes);
+        cap -= cap % bs;
+        return (int) Math.max(Math.max(bs, COPY_CHUNK - COPY_CHUNK % bs), cap);
+    }
+
+    /** Waits for a batch's commit and rethrows its failure. */
+    private static void await(Future<?> f) throws IOException {
+        ReadAhead.await(f);
+    }
+
+    private static void awaitQuietly(Future<?> f) {
+        try {
+            await(f);
+        } catch (IOException | RuntimeException e) {
+            // the caller is already failing with its own error
+        }
+    }
+
+    /** Writes a buffer in slices, starting write-back of each: the batch ends with a flush. */
+    private void writeOut(long to, ByteBuffer data) throws IOException {
+        long off = 0;
+        while (data.hasRemaining()) {
+            int n = Math.min(data.remaining(), COPY_CHUNK);
+            ByteBuffer part = data.slice(data.position(), n);
+            dev.write(to + off, part);
+            dev.startWriteback(to + off, n);
+            data.position(data.position() + n);
+            off += n;
+        }
+    }
+
+    private void copyRange(long from, long to, long len, ByteBuffer buf) throws IOException {
         long off = 0;
         while (off < len) {
-            int n = (int) Math.min(buf.length, len - off);
-            ByteBuffer bb = ByteBuffer.wrap(buf, 0, n);
-            dev.read(from + off, bb);
-            bb.flip();
-            dev.write(to + off, bb);
+            int n = (int) Math.min(buf.capacity(), len - off);
+            buf.clear().limit(n);
+            dev.read(from + off, buf);
+            writeOut(to + off, buf.flip());
             off += n;
         }
     }

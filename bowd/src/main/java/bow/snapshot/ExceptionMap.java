@@ -80,10 +80,21 @@ final class ExceptionMap {
         size = 0;
     }
 
+    /** Makes room for {@code n} entries in all at once (one rehash at most, not one per doubling). */
+    void ensureCapacity(int n) {
+        int cap = keys.length;
+        while ((long) n * 4 > (long) cap * 3) cap <<= 1;
+        if (cap != keys.length) resize(cap);
+    }
+
     private void grow() {
+        resize(keys.length * 2);
+    }
+
+    private void resize(int cap) {
         long[] ok = keys, ov = values;
-        keys = new long[ok.length * 2];
-        values = new long[ok.length * 2];
+        keys = new long[cap];
+        values = new long[cap];
         mask = keys.length - 1;
         size = 0;
         for (int i = 0; i < ok.length; i++) if (ov[i] != 0) put(ok[i], ov[i]);

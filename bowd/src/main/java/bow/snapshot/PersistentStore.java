@@ -158,6 +158,9 @@ public final class PersistentStore {
         });
         ArrayDeque<Future<byte[]>> window = new ArrayDeque<>();
         long prefetched = 0;
+        // Full areas are kept until the last one is read, so that the map is sized once for all
+        // their exceptions (a million: 11 doublings and rehashes otherwise, most of a load).
+        java.util.List<byte[]> full = new java.util.ArrayList<>();
         try {
             for (long a = 0; ; a++) {
                 while (prefetched <= a + PREFETCH_AREAS && areaLocation(epa, prefetched) < cowChunks) {
@@ -169,8 +172,14 @@ public final class PersistentStore {
                             + ") lies past the end of the COW device; the metadata is corrupt");
                 }
                 byte[] buf = getFuture(window.poll());
-                int n = insertArea(buf, a, cowChunks);
-                if (n < epa) {
+                int n = checkArea(buf, a, cowChunks);
+                if (n == epa) {
+                    full.add(buf);
+                } else {
+                    synchronized (this) { map.ensureCapacity(map.size() + full.size() * epa + n); }
+                    for (int f = 0; f < full.size(); f++) insertArea(full.get(f), f, cowChunks);
+                    full.clear();
+                    insertArea(buf, a, cowChunks);
                     // Entries after the terminator can be left by a torn area write; the next
                     // commit rewrites the whole area, so drop them now or they would come back.
                     java.util.Arrays.fill(buf, n * EXCEPTION_BYTES, chunkBytes, (byte) 0);
@@ -209,6 +218,22 @@ public final class PersistentStore {
         } finally {
             if (interrupted) Thread.currentThread().interrupt();
         }
+    }
+
+    /** The exceptions of an area before its terminator, each checked as {@link #insertArea} does; nothing inserted. */
+    private int checkArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
+        ByteBuffer bb = ByteBuffer.wrap(buf).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        for (int i = 0; i < epa; i++) {
+            long oldChunk = bb.getLong(i * EXCEPTION_BYTES);
+            long newChunk = bb.getLong(i * EXCEPTION_BYTES + 8);
+            if (newChunk == 0) return i;
+            if (newChunk < 0 || newChunk >= cowChunks || isMetadataChunk(epa, newChunk) || oldChunk < 0) {
+                throw new DeviceException(Errno.EIO, "COW: metadata area " + areaIndex + " entry " + i + " maps chunk "
+                        + oldChunk + " to " + newChunk + ", which is not a data chunk of a " + cowChunks
+                        + "-chunk COW; the metadata is corrupt");
+            }
+        }
+        return epa;
     }
 
     private int insertArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
@@ -431,12 +456,27 @@ public final class PersistentStore {
             area = readChunk(areaLocation(epa, currentArea));
             currentCommitted = epa;
         }
-        long lastOld = oldChunkAt(area, currentCommitted - 1);
-        long lastNew = newChunkAt(area, currentCommitted - 1);
+        return runEndingAt(currentCommitted);
+    }
+
+    /**
+     * The run just below the last {@code skip} exceptions of the current area (which the caller
+     * has copied but not yet committed), or null when the area has none left: runs of one
+     * area can then be copied together and committed with one {@link #commitMerge}.
+     */
+    public MergeRun nextMergeRunInArea(int skip) {
+        if (skip < 0 || skip >= currentCommitted) return null;
+        return runEndingAt(currentCommitted - skip);
+    }
+
+    /** The longest run of consecutive old and new chunks ending at exception {@code top - 1} of the current area. */
+    private MergeRun runEndingAt(int top) {
+        long lastOld = oldChunkAt(area, top - 1);
+        long lastNew = newChunkAt(area, top - 1);
         int n = 1;
-        while (n < currentCommitted
-                && oldChunkAt(area, currentCommitted - 1 - n) == lastOld - n
-                && newChunkAt(area, currentCommitted - 1 - n) == lastNew - n) {
+        while (n < top
+                && oldChunkAt(area, top - 1 - n) == lastOld - n
+                && newChunkAt(area, top - 1 - n) == lastNew - n) {
             n++;
         }
         return new MergeRun(lastOld, lastNew, n);

@@ -2,6 +2,7 @@ package bow.bowlog;
 
 import org.junit.jupiter.api.Test;
 
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.Random;
 import java.util.zip.CRC32;
@@ -46,5 +47,35 @@ class BowCrcTest {
     @Test
     void zeroSeedOverZerosIsZero() {
         assertEquals(0, BowCrc.update(0, new byte[512], 0, 512));
+    }
+
+    @Test
+    void intrinsicPathAgreesWithTheTableLoopForAnySeedOffsetAndLength() {
+        Random r = new Random(Long.getLong("bow.test.seed", 7));
+        byte[] d = new byte[3 << 20];
+        r.nextBytes(d);
+        int[] lengths = {0, 1, 63, 64, 65, 511, 512, 4095, 4096, 4097, 65536, 1 << 20, (3 << 20) - 5};
+        for (int len : lengths) {
+            for (int k = 0; k < 4; k++) {
+                int seed = k == 0 ? 0 : k == 1 ? -1 : r.nextInt();
+                int off = len == d.length ? 0 : r.nextInt(d.length - len + 1);
+                int want = BowCrc.updateTable(seed, d, off, len);
+                assertEquals(want, BowCrc.update(seed, d, off, len), "len " + len + " seed " + seed + " off " + off);
+                ByteBuffer direct = ByteBuffer.allocateDirect(len);
+                direct.put(d, off, len).flip();
+                assertEquals(want, BowCrc.update(seed, direct), "direct buffer, len " + len);
+                assertEquals(len, direct.position());
+                assertEquals(want, BowCrc.update(seed, ByteBuffer.wrap(d, off, len)), "heap buffer, len " + len);
+            }
+        }
+    }
+
+    @Test
+    void shiftIsWhatZeroBytesDo() {
+        Random r = new Random(3);
+        for (int n : new int[] {1, 7, 64, 4096, 1 << 20}) {
+            int c = r.nextInt();
+            assertEquals(BowCrc.updateTable(c, new byte[n], 0, n), BowCrc.shift(c, n), "n " + n);
+        }
     }
 }

@@ -21,6 +21,7 @@ class ExceptionMapTest {
             int keySpace = 50 + r.nextInt(5000);
             for (int i = 0; i < 20000; i++) {
                 long k = r.nextInt(keySpace) * (r.nextBoolean() ? 1L : 1L << 33);
+                if (r.nextInt(700) == 0) m.ensureCapacity(m.size() + r.nextInt(3000));   // as a load presizes it
                 if (r.nextInt(3) == 0) {
                     m.remove(k);
                     ref.remove(k);

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# bowd start to serving with a COW made by: bench/cowgen.py /var/tmp/cowm/cow.img /var/tmp/cowm/origin.img 1000000
+top=${TOP:-$(cd "$(dirname "$0")/../.." && pwd)}; W=/var/tmp/cowm; SOCK=$W/nbd.sock; CTL=$W/ctl.sock
+rm -f $SOCK $CTL
+load=$(cut -d' ' -f1 /proc/loadavg)
+t0=$(date +%s%N)
+$top/bin/bowd --socket $SOCK --control $CTL --mode persistent --device $W/origin.img --cow $W/cow.img >$W/bowd.log 2>&1 &
+pid=$!
+for i in $(seq 3000); do
+  kill -0 $pid 2>/dev/null || { cat $W/bowd.log; exit 1; }
+  [ -S $SOCK ] && nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null 2>&1 && break; sleep 0.02; done
+t1=$(date +%s%N)
+st=$($top/bin/bowctl status --json --control $CTL | jq -r '.details.status')
+$top/bin/bowctl shutdown --control $CTL >/dev/null 2>&1 || kill $pid; wait $pid
+echo "open $(( (t1-t0)/1000000 )) ms (COW $st), load $load"
