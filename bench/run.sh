@@ -386,6 +386,27 @@ for p in $ALL_PEERS; do
     esac
 done
 
+# ------------------------------------------------------------------ backup placement
+# bench/placement.sh: an ext4 update workload on a bow-mode bowd (nbdfuse + loop device, so root).
+if [[ " $PEERS " == *" bow "* ]]; then
+    if [ "$(id -u)" != 0 ]; then
+        extra "placement" "" "not measured: needs root (losetup, mount)"
+    elif ! command -v nbdfuse >/dev/null 2>&1 || ! command -v mkfs.ext4 >/dev/null 2>&1; then
+        extra "placement" "" "not measured: needs nbdfuse (libnbd-bin) and mkfs.ext4 (e2fsprogs)"
+    else
+        say "bow: backup placement (bench/placement.sh, ext4 update workload)"
+        # A failure here costs one row, not the run: its stderr is above.
+        if pl=$(BENCH_QUICK=$QUICK BENCH_TMPDIR=$T "$here/placement.sh"); then
+            say "  -> $pl"
+            plv=(); for kv in $pl; do plv+=("${kv#*=}"); done   # ratio backed_up original moved
+            pr=${plv[0]} pb=${plv[1]} po=${plv[2]} pm=${plv[3]}
+            extra "placement" "$pr $pb $po $pm" "backed up $((pb >> 20)) MiB to protect $((po >> 20)) MiB of checkpointed data; $((pm >> 20)) MiB of backups moved again"
+        else
+            extra "placement" "" "not measured: bench/placement.sh failed (its messages are in the run's stderr)"
+        fi
+    fi
+fi
+
 # ------------------------------------------------------------------ COW open, log verify
 # median_of3 CMD...: runs a command printing a number of ms three times, prints "median (a b c)".
 median_of3() {
@@ -548,7 +569,9 @@ judge() {
             } else { row("range map", "", "2 µs", "max") }
             row("bowctl needs-checkpoint, median ms", x["needs-checkpoint"], "100", "max")
             for (k in x) if (k ~ /^rss_kib bowd/) { r = sprintf("%.0f", x[k] / 1024); row("peak RSS MiB, " substr(k, 9), r, "256", "max") }
-            row("backup placement: bytes backed up / checkpointed bytes overwritten (ext4 update workload)", "", "1.1", "max")
+            split(x["placement"], pl, " ")
+            row("backup placement: bytes backed up / checkpointed bytes overwritten (ext4 update workload" \
+                (("placement" in x && xn["placement"] != "") ? "; " xn["placement"] : "") ")", pl[1], "1.1", "max")
             row("persistent: open a COW with a million exceptions (bowd start to serving), s", x["cow open"], "2", "max")
             split("cold warm", lc, " ")
             for (i = 1; i <= 2; i++) {
