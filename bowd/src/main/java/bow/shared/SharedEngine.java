@@ -88,6 +88,10 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     private volatile int rbTarget = -1;
     private volatile long rbCursor;
     private final Set<Long> rbAhead = Collections.synchronizedSet(new HashSet<>());
+    /** Highest chunk in rbAhead since the rollback started, -1 when none: a flush waits until the recorded resume point passes it. */
+    private volatile long rbAheadMax = -1;
+    /** Signalled when the recorded resume point moves or the rollback ends. */
+    private final Object rbProgress = new Object();
     private final AtomicLong rbDone = new AtomicLong();
     private final AtomicLong rbTotal = new AtomicLong();
     private volatile boolean rbShown;
@@ -130,6 +134,16 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                 throw new DeviceException(Errno.EINVAL, "COW holds a corrupt shared store: " + ex.getMessage(), ex);
             }
             for (int i = 0; i < SharedFormat.MAX_SNAPSHOTS; i++) if (h.snapshot(i) != null) e.views[i] = e.new SnapshotView(i);
+            if (h.rollingBack()) {
+                if (h.snapshot(h.rollbackTarget()) == null) {
+                    throw new DeviceException(Errno.EINVAL, "COW: the header records a rollback of the origin to snapshot " + h.rollbackTarget()
+                            + ", which is not a live snapshot (corrupt store; see bowctl shared check)");
+                }
+                // a rollback cut by a crash resumes at once: the origin reads through it from the first request on
+                log.info("resuming the rollback of the origin to snapshot {} from origin chunk {}{}", h.rollbackTarget(), h.rollbackResume(),
+                        h.rollbackDelete() ? " (the snapshot is deleted when it is done)" : "");
+                e.beginRollback(h.rollbackTarget(), h.rollbackResume());
+            }
             if (h.deletingMask() != 0) e.startReclaim();   // an unfinished delete resumes in the background
         }
         e.publishExports();
@@ -292,9 +306,9 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     @Override
     public void rollback() throws IOException {
         if (findByName(CHECKPOINT_NAME) < 0) throw new IllegalStateException("no checkpoint to roll back (no snapshot named \"" + CHECKPOINT_NAME + "\")");
-        rollbackTo(CHECKPOINT_NAME);
+        // the delete is recorded with the rollback: a crash in between finishes both at the next open
+        startRollback(resolve(CHECKPOINT_NAME), true);
         awaitRollback();
-        deleteSnapshot(CHECKPOINT_NAME);
     }
 
     private int findByName(String name) {
@@ -546,35 +560,91 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
 
     // ---------------------------------------------------------------- rollback
 
+    /**
+     * Starts rolling the origin back to a snapshot, online. The rollback is recorded in the
+     * header before the first origin chunk changes, so that a crash leaves it to be resumed at
+     * the next open (docs/FORMATS.md "rollback record"). Naming the target of the rollback in
+     * progress (resumed after a crash, or stopped by a failure) is harmless: it goes on.
+     */
     @Override
     public void rollbackTo(String idOrName) throws IOException {
+        startRollback(resolve(idOrName), false);
+    }
+
+    private void startRollback(int id, boolean deleteAfter) throws IOException {
         lifecycle.writeLock().lock();
         try {
             checkOpen();
             checkNotFenced();
-            int id = resolve(idOrName);
+            SharedStore s = store;
+            boolean alive;
             synchronized (this) {
-                if (rbTarget >= 0 || (rbThread != null && rbThread.isAlive())) throw new IllegalStateException("a rollback is already running (to snapshot " + rbTarget + ")");
-                rbFailure = null;
-                rbCursor = 0;
-                rbAhead.clear();
-                rbDone.set(0);
-                long[] n = {0};
-                long bit = 1L << id;
-                store.forEachEntry(e -> { for (Leaf.Exc x : e.excs) if ((x.share() & bit) != 0) n[0]++; });
-                rbTotal.set(n[0]);
-                rbShown = true;
-                rbTarget = id;
-                lastError = "";
-                publishExports();
-                rbThread = new Thread(() -> rollbackLoop(id), "shared-rollback");
-                rbThread.setDaemon(true);
-                rbThread.start();
+                alive = rbThread != null && rbThread.isAlive();
+                if (rbTarget >= 0 && rbTarget != id) throw new IllegalStateException("a rollback is already running (to snapshot " + rbTarget + ")");
+                if (rbTarget < 0 && alive) throw new IllegalStateException("the previous rollback is still finishing");
             }
+            if (rbTarget == id) {
+                long seq = -1;
+                s.treeLock.lock();
+                try {
+                    if (deleteAfter && !s.rollbackDelete()) {
+                        s.setRollback(id, true, s.rollbackResume());
+                        seq = s.openSeq();
+                    }
+                } finally {
+                    s.treeLock.unlock();
+                }
+                if (seq >= 0) commitOrFence(s, seq, "rollback record");
+                synchronized (this) {
+                    if (!alive) {
+                        rbFailure = null;
+                        lastError = "";
+                        startRollbackThread(id);
+                    }
+                }
+                log.info("rollback of the origin to snapshot {} is in progress already", id);
+                return;
+            }
+            long seq;
+            s.treeLock.lock();
+            try {
+                s.setRollback(id, deleteAfter, 0);
+                seq = s.openSeq();
+            } finally {
+                s.treeLock.unlock();
+            }
+            commitOrFence(s, seq, "rollback record");   // durable before the first origin chunk is rolled back
+            beginRollback(id, 0);
             log.info("rollback of the origin to snapshot {} started: {} chunks", id, rbTotal.get());
         } finally {
             lifecycle.writeLock().unlock();
         }
+    }
+
+    /** The rollback recorded in the store: origin reads go through it from now on; its thread starts. */
+    private void beginRollback(int id, long resume) throws IOException {
+        long[] n = {0};
+        long bit = 1L << id;
+        store.forEachEntry(e -> { if (e.origin >= resume) for (Leaf.Exc x : e.excs) if ((x.share() & bit) != 0) n[0]++; });
+        synchronized (this) {
+            rbFailure = null;
+            rbCursor = resume;
+            rbAhead.clear();
+            rbAheadMax = -1;
+            rbDone.set(0);
+            rbTotal.set(n[0]);
+            rbShown = true;
+            rbTarget = id;
+            lastError = "";
+            publishExports();
+            startRollbackThread(id);
+        }
+    }
+
+    private synchronized void startRollbackThread(int id) {
+        rbThread = new Thread(() -> rollbackLoop(id), "shared-rollback");
+        rbThread.setDaemon(true);
+        rbThread.start();
     }
 
     /** Waits for a running online rollback (or nothing) and rethrows its failure. For the offline rollback. */
@@ -594,12 +664,13 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     }
 
     private void rollbackLoop(int id) {
+        boolean finished = false;
         try {
             SharedStore s = store;
             long bit = 1L << id;
-            long key = 0;
+            long key = rbCursor;
             while (key >= 0) {
-                if (closed) throw new IOException("engine closed during the rollback; run it again to finish");
+                if (closed) throw new IOException("engine closed during the rollback; it resumes when the store is opened again");
                 List<Long> todo = new ArrayList<>();
                 final long k = key;
                 key = s.read(() -> s.tree().scanLeaf(k, e -> {
@@ -619,23 +690,98 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                     // chunks the target gained during the rollback (copy-outs of writes made meanwhile) count too
                     if (rbDone.incrementAndGet() > rbTotal.get()) rbTotal.set(rbDone.get());
                 }
+                if (key >= 0) {
+                    // the chunks up to the next leaf hold nothing of the target: rolled back as they are
+                    // (a write there meanwhile is in rbAhead or copied out: either way the origin is right)
+                    if (key > rbCursor) rbCursor = key;
+                    recordProgress(s);
+                }
             }
             lifecycle.writeLock().lock();
             try {
-                s.commitPending();
-                origin.flush();
+                checkNotFenced();
+                origin.flush();              // the rolled-back origin is durable before the record goes
+                boolean delete;
+                long seq;
+                s.treeLock.lock();
+                try {
+                    delete = s.rollbackDelete();
+                    s.setRollback(-1, false, 0);
+                    if (delete) {
+                        s.tree().deleteSnapshot(id);
+                        s.setSnapshot(id, null);
+                    }
+                    seq = s.openSeq();
+                } finally {
+                    s.treeLock.unlock();
+                }
+                commitOrFence(s, seq, "rollback end");
+                rbTarget = -1;
+                rbAhead.clear();
+                if (delete) {
+                    SnapshotView v = views[id];
+                    views[id] = null;
+                    if (v != null) v.deleted = true;
+                    startReclaim();
+                }
+                finished = true;
+                log.info("rollback to snapshot {} finished: {} chunks{}", id, rbDone.get(), delete ? "; the snapshot is deleted" : "");
             } finally {
                 lifecycle.writeLock().unlock();
             }
-            log.info("rollback to snapshot {} finished: {} chunks", id, rbDone.get());
         } catch (Throwable t) {
             rbFailure = t;
-            lastError = "rollback failed: " + SharedStore.describe(t);
-            log.error("rollback to snapshot {} failed", id, t);
+            lastError = "rollback failed: " + SharedStore.describe(t) + (closed ? "" : "; run the rollback again to go on");
+            if (!closed) log.error("rollback to snapshot {} failed (the origin keeps reading as the snapshot; run it again)", id, t);
         } finally {
-            rbTarget = -1;
-            rbAhead.clear();
-            publishExports();
+            // a rollback that did not finish stays in progress: the origin keeps reading through it
+            if (finished) publishExports();
+            synchronized (rbProgress) { rbProgress.notifyAll(); }
+        }
+    }
+
+    /**
+     * Records in the open transaction that the origin chunks below the cursor are rolled back,
+     * once the origin has them on stable storage; the next commit makes it the resume point.
+     */
+    private void recordProgress(SharedStore s) throws IOException {
+        long cur = rbCursor;
+        origin.flush();
+        s.treeLock.lock();
+        try {
+            s.advanceRollback(cur);
+        } finally {
+            s.treeLock.unlock();
+        }
+        synchronized (rbProgress) { rbProgress.notifyAll(); }
+    }
+
+    /**
+     * Before a flush acknowledges writes made during a rollback: an origin write ahead of the
+     * cursor rolled its chunks back early, which a rollback resumed from an older point would
+     * roll back again over the write. Wait until the recorded resume point has passed every such
+     * chunk (or the rollback is over). Called without the lifecycle lock (the rollback needs it).
+     */
+    private void awaitRollbackPast() throws IOException {
+        long ahead = rbAheadMax;
+        if (rbTarget < 0 || ahead < 0) return;
+        SharedStore s = store;
+        synchronized (rbProgress) {
+            while (true) {
+                if (rbTarget < 0 || closed || fenced != null) return;
+                long resume;
+                s.treeLock.lock();
+                try { resume = s.rollbackTarget() >= 0 ? s.rollbackResume() : Long.MAX_VALUE; } finally { s.treeLock.unlock(); }
+                if (resume > ahead) return;
+                Thread t;
+                synchronized (this) { t = rbThread; }
+                if (t == null || !t.isAlive()) {
+                    if (rbTarget < 0) return;
+                    throw new DeviceException(Errno.EIO, "flush refused: writes made ahead of the stopped rollback to snapshot " + rbTarget
+                            + " are not safe from a crash until it finishes (run the rollback again): " + lastError);
+                }
+                try { rbProgress.wait(200); } catch (InterruptedException e) { Thread.currentThread().interrupt(); throw new DeviceException(Errno.EIO, "flush interrupted while waiting for the rollback"); }
+            }
         }
     }
 
@@ -737,6 +883,7 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                 if (c < rbCursor || rbAhead.contains(c)) continue;
                 rollbackChunk(s, c, target);
                 rbAhead.add(c);
+                synchronized (rbProgress) { if (c > rbAheadMax) rbAheadMax = c; }
             }
         }
         int cb = s.chunkBytes();
@@ -931,11 +1078,17 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
 
         @Override
         public void flush() throws IOException {
+            awaitRollbackPast();
             lifecycle.readLock().lock();
             try {
                 checkOpen();
                 SharedStore s = store;
+                long cur = rbCursor;
                 origin.flush();
+                if (s != null && rbTarget >= 0) {
+                    s.treeLock.lock();
+                    try { s.advanceRollback(cur); } finally { s.treeLock.unlock(); }
+                }
                 if (s != null) {
                     try {
                         s.commitPending();

@@ -63,6 +63,10 @@ final class SharedStore {
     private final Snapshot[] snaps = new Snapshot[SharedFormat.MAX_SNAPSHOTS];
     private long openSeq;
     private boolean txnChanged;
+    /** The rollback recorded in the header (docs/FORMATS.md "rollback record"): target -1 when none. */
+    private int rbTarget = -1;
+    private boolean rbDelete;
+    private long rbResume;
 
     // guarded by commitLock
     private final ReentrantLock commitLock = new ReentrantLock();
@@ -168,6 +172,9 @@ final class SharedStore {
         s.tree = SharedTree.open(s.cache, alloc, cb, t.fanout(), t.leafBytes(), t.maxSnapshots(),
                 h.rootTreeChunk(), h.treeLevel(), h.snapmask(), h.deletingMask(), h.deleteResume());
         for (int i = 0; i < SharedFormat.MAX_SNAPSHOTS; i++) s.snaps[i] = h.snapshot(i);
+        s.rbTarget = h.rollbackTarget();
+        s.rbDelete = h.rollbackDelete();
+        s.rbResume = h.rollbackResume();
         s.durableSeq = h.sequence();
         s.openSeq = h.sequence() + 1;
         s.durableFree = alloc.freeCount();
@@ -224,6 +231,26 @@ final class SharedStore {
     Snapshot snapshot(int id) { return snaps[id]; }
     /** Tree lock held. */
     void setSnapshot(int id, Snapshot s) { snaps[id] = s; txnChanged = true; }
+    /** Tree lock held: the recorded rollback's target, -1 when none. */
+    int rollbackTarget() { return rbTarget; }
+    /** Tree lock held: whether the recorded rollback deletes its target when done. */
+    boolean rollbackDelete() { return rbDelete; }
+    /** Tree lock held: origin chunks below this are rolled back and flushed on the origin. */
+    long rollbackResume() { return rbResume; }
+    /** Tree lock held: records a rollback (target -1: none) for the open transaction. */
+    void setRollback(int target, boolean delete, long resume) {
+        rbTarget = target;
+        rbDelete = target >= 0 && delete;
+        rbResume = target >= 0 ? resume : 0;
+        txnChanged = true;
+    }
+    /** Tree lock held: moves the recorded resume point forward (never back); the origin below it must be flushed. */
+    void advanceRollback(long resume) {
+        if (rbTarget >= 0 && resume > rbResume) {
+            rbResume = resume;
+            txnChanged = true;
+        }
+    }
     /** Tree lock held: the sequence the open transaction will commit as. */
     long openSeq() { return openSeq; }
     /** Tree lock held: the open transaction has changes. */
@@ -358,7 +385,7 @@ final class SharedStore {
             bits = alloc.prepareCommit((int) (seq & 1));
             long free = alloc.freeCount() + alloc.inFlightFrees();
             h = new Header(1, chunkSectors, tree.root(), tree.snapmask(), tree.level(), 0, seq, layout.nrChunks(), originBytes, free,
-                    tree.deleting(), tree.deleteResume(), snaps);
+                    tree.deleting(), tree.deleteResume(), rbTarget, rbDelete, rbResume, snaps);
         } finally {
             treeLock.unlock();
         }
