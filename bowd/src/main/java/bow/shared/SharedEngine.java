@@ -97,6 +97,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     private volatile boolean rbShown;
     private Thread rbThread;                  // guarded by this
     private volatile Throwable rbFailure;
+    /** Tests: rollback threads (also one resumed at open) wait before each chunk while set. */
+    static volatile boolean holdRollbacks;
 
     private SharedEngine(BlockDevice origin, BlockDevice cow, Options options, SharedStore.Tuning tuning) {
         this.origin = origin;
@@ -677,6 +679,7 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                     for (Leaf.Exc x : e.excs) if ((x.share() & bit) != 0) todo.add(e.origin);
                 }));
                 for (long c : todo) {
+                    while (holdRollbacks && !closed) Thread.sleep(2);
                     lifecycle.readLock().lock();
                     try {
                         checkNotFenced();

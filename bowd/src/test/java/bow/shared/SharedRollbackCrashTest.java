@@ -1,0 +1,186 @@
+package bow.shared;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.MemoryBlockDevice;
+import bow.blockdev.testing.PowerSupply;
+import bow.engine.SnapshotEngine;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static bow.shared.SharedConcurrencyTest.intProp;
+import static bow.shared.SharedConcurrencyTest.readAll;
+import static bow.shared.SharedConcurrencyTest.seeds;
+import static bow.shared.SharedConcurrencyTest.view;
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The online rollback survives power cuts (origin and COW on one {@link PowerSupply}): cut at a
+ * random operation or flush while it runs, the store is reopened and NOT told to roll back
+ * again. The header records the rollback, so the reopened engine reads the origin as the target
+ * at once and finishes the rollback in the background; a checkpoint rollback also deletes its
+ * snapshot. Up to three cuts per run, the later ones during the resumed rollback.
+ */
+class SharedRollbackCrashTest {
+    static final int S = 512, ORIGIN = 0, COW = 1;
+    static final SharedStore.Tuning SMALL = new SharedStore.Tuning(4, Leaf.bytesFor(2, 32), 16, 16);
+
+    @Test
+    void rollbackResumesAfterCuts() {
+        int[] cut = {0};
+        seeds("shared rollback resumed after cuts", Math.max(4, intProp("bow.test.crashes", 40) / 10), seed -> {
+            if (run(new Random(seed), false)) cut[0]++;
+        });
+        assertTrue(cut[0] > 0, "no run was cut");
+    }
+
+    @Test
+    void checkpointRollbackResumesAfterCutsAndDeletesTheCheckpoint() {
+        int[] cut = {0};
+        seeds("shared checkpoint rollback resumed after cuts", Math.max(4, intProp("bow.test.crashes", 40) / 10), seed -> {
+            if (run(new Random(seed), true)) cut[0]++;
+        });
+        assertTrue(cut[0] > 0, "no run was cut");
+    }
+
+    /** Returns whether a cut happened during the rollback. */
+    static boolean run(Random r, boolean checkpoint) throws Exception {
+        int size = S * 8 * (48 + r.nextInt(48));
+        byte[] init = new byte[size];
+        r.nextBytes(init);
+        PowerSupply p = new PowerSupply(init, new byte[size * 6 + (64 << 10)]);
+        SharedEngine e = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(8), SMALL);
+        int snaps = 1 + r.nextInt(3);
+        for (int i = 0; i < snaps; i++) {
+            e.createSnapshot(i == snaps - 1 && checkpoint ? SharedEngine.CHECKPOINT_NAME : "", r.nextBoolean());
+            scribble(r, view(e, -1), size, 4 + r.nextInt(20));
+        }
+        for (SnapshotEngine.SnapshotInfo i : e.listSnapshots()) if (i.writable()) scribble(r, view(e, i.id()), size, r.nextInt(6));
+        view(e, -1).flush();
+        Map<Integer, byte[]> images = new HashMap<>();
+        for (SnapshotEngine.SnapshotInfo i : e.listSnapshots()) images.put(i.id(), readAll(view(e, i.id())));
+        List<Integer> ids = new ArrayList<>(images.keySet());
+        int target = checkpoint ? ids.stream().filter(id -> e.exports().get("snapshot-" + SharedEngine.CHECKPOINT_NAME) == view(e, id)).findFirst().orElseThrow()
+                : ids.get(r.nextInt(ids.size()));
+        byte[] before = readAll(view(e, -1));
+        byte[] want = images.get(target);
+
+        arm(r, p);
+        SharedEngine cur = e;
+        boolean wasCut = false;
+        try {
+            if (checkpoint) e.rollback();
+            else { e.rollbackTo(Integer.toString(target)); e.awaitRollback(); }
+        } catch (IOException ex) {
+            assertTrue(p.dead(), "only the power cut may fail the rollback: " + ex);
+        }
+        if (!p.dead()) {
+            p.disarm();
+            assertArrayEquals(want, readAll(view(e, -1)), "the origin is the target after an uncut rollback");
+            e.close();
+        } else {
+            wasCut = true;
+            for (int cuts = 1; ; cuts++) {
+                assertTrue(cuts < 10, "the resumed rollback never finished");
+                p.reboot();
+                boolean again = cuts < 3 && r.nextBoolean();
+                if (again) arm(r, p);
+                boolean hold = !again && r.nextBoolean();
+                SharedEngine.holdRollbacks = hold;      // keeps a resumed rollback from finishing before the checks below
+                cur = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(0), SMALL);
+                boolean resumed = "ROLLING_BACK".equals(cur.status().state());
+                try {
+                    // right after the reopen: never the half state
+                    byte[] now = readAll(view(cur, -1));
+                    if (resumed) {
+                        assertTrue(cur.status().details().containsKey("rollback"), "status details name the rollback: " + cur.status().details());
+                        assertArrayEquals(want, now, "the origin reads as the target while the rollback resumes");
+                        if (hold) {
+                            assertTrue(cur.readOnlyExports().contains("snapshot-" + target), "the target is read-only while rolled back to");
+                            SharedEngine c0 = cur;
+                            assertThrows(IllegalStateException.class, () -> c0.deleteSnapshot(Integer.toString(target)), "the target cannot be deleted");
+                            assertThrows(IllegalStateException.class, () -> c0.createSnapshot("", false), "no create while rolling back");
+                            assertArrayEquals(want, readAll(view(cur, -1)), "the origin still reads as the target");
+                        }
+                    }
+                    SharedEngine.holdRollbacks = false; else if (!java.util.Arrays.equals(want, now)) {
+                        assertArrayEquals(before, now, "no rollback recorded: the origin is the one before it (the record was not durable)");
+                    }
+                    if (!resumed) {
+                        if (checkpoint && hasCheckpoint(cur)) cur.rollback();          // the user runs it again, as before
+                        else if (!checkpoint) { cur.rollbackTo(Integer.toString(target)); cur.awaitRollback(); }
+                    }
+                    else {
+                        if (r.nextInt(4) == 0) cur.rollbackTo(Integer.toString(target));   // naming it again is harmless
+                        cur.awaitRollback();
+                    }
+                } catch (IOException ex) {
+                    assertTrue(p.dead(), "only the power cut may fail the resumed rollback: " + ex);
+                    continue;
+                } finally {
+                    SharedEngine.holdRollbacks = false;
+                }
+                if (p.dead()) continue;    // the cut came after the rollback's last write
+                p.disarm();
+                break;
+            }
+            assertNotEquals("ROLLING_BACK", cur.status().state(), "the resumed rollback is over");
+        }
+        if (wasCut) {
+            assertArrayEquals(want, readAll(view(cur, -1)), "the origin is the target after the resumed rollback");
+            checkSnapshots(cur, images, checkpoint ? target : -1);
+            assertTrue(cur.awaitReclaim(30_000));
+            view(cur, -1).flush();
+            cur.close();
+        }
+        // durable, and the store is clean
+        p.reboot();
+        SharedEngine fin = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(0), SMALL);
+        assertNotEquals("ROLLING_BACK", fin.status().state(), "the finished rollback left no record");
+        assertArrayEquals(want, readAll(view(fin, -1)), "the rolled-back origin is durable");
+        checkSnapshots(fin, images, checkpoint ? target : -1);
+        assertTrue(fin.awaitReclaim(30_000));
+        fin.close();
+        SharedCheck.Result res = SharedCheck.run(new MemoryBlockDevice(p.durableImage(COW)));
+        assertTrue(res.clean(), "check: " + res.problems());
+        return wasCut;
+    }
+
+    static void arm(Random r, PowerSupply p) {
+        if (r.nextBoolean()) p.armOps(r.nextInt(120), r);
+        else p.armFlush(r.nextInt(10), r);
+    }
+
+    static boolean hasCheckpoint(SharedEngine e) throws IOException {
+        for (SnapshotEngine.SnapshotInfo i : e.listSnapshots()) if (SharedEngine.CHECKPOINT_NAME.equals(i.name())) return true;
+        return false;
+    }
+
+    /** Every snapshot as it was before the rollback; {@code gone} (the checkpoint) no longer exists. */
+    static void checkSnapshots(SharedEngine e, Map<Integer, byte[]> images, int gone) throws IOException {
+        for (Map.Entry<Integer, byte[]> s : images.entrySet()) {
+            if (s.getKey() == gone) {
+                assertNull(e.exports().get("snapshot-" + gone), "the checkpoint snapshot is deleted after its rollback");
+                assertFalse(hasCheckpoint(e), "no checkpoint snapshot remains");
+                continue;
+            }
+            assertArrayEquals(s.getValue(), readAll(view(e, s.getKey())), "snapshot-" + s.getKey() + " intact");
+        }
+    }
+
+    static void scribble(Random r, BlockDevice d, int size, int n) throws IOException {
+        for (int i = 0; i < n; i++) {
+            int len = S * (1 + r.nextInt(16));
+            long off = (long) S * r.nextInt((size - len) / S + 1);
+            byte[] b = new byte[len];
+            r.nextBytes(b);
+            d.write(off, ByteBuffer.wrap(b));
+        }
+    }
+}
