@@ -580,6 +580,12 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
             checkNotFenced();
             SharedStore s = store;
             boolean alive;
+            Thread prev;
+            synchronized (this) { prev = rbThread; }
+            if (rbTarget < 0 && prev != null) {
+                // its last step (under the lifecycle lock, which this thread holds) is done: only its exit is left
+                try { prev.join(10_000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+            }
             synchronized (this) {
                 alive = rbThread != null && rbThread.isAlive();
                 if (rbTarget >= 0 && rbTarget != id) throw new IllegalStateException("a rollback is already running (to snapshot " + rbTarget + ")");

@@ -29,24 +29,32 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class SharedRollbackCrashTest {
     static final int S = 512, ORIGIN = 0, COW = 1;
+    /** Reopens that found a rollback recorded and resumed it (each test asserts some). */
+    static final java.util.concurrent.atomic.AtomicInteger resumes = new java.util.concurrent.atomic.AtomicInteger();
     static final SharedStore.Tuning SMALL = new SharedStore.Tuning(4, Leaf.bytesFor(2, 32), 16, 16);
 
     @Test
     void rollbackResumesAfterCuts() {
         int[] cut = {0};
+        resumes.set(0);
         seeds("shared rollback resumed after cuts", Math.max(4, intProp("bow.test.crashes", 40) / 10), seed -> {
             if (run(new Random(seed), false)) cut[0]++;
         });
         assertTrue(cut[0] > 0, "no run was cut");
+        assertTrue(resumes.get() > 0, "no reopen resumed a recorded rollback");
+        System.out.println("SharedRollbackCrashTest: " + cut[0] + " runs cut, " + resumes.get() + " resumed rollbacks");
     }
 
     @Test
     void checkpointRollbackResumesAfterCutsAndDeletesTheCheckpoint() {
         int[] cut = {0};
+        resumes.set(0);
         seeds("shared checkpoint rollback resumed after cuts", Math.max(4, intProp("bow.test.crashes", 40) / 10), seed -> {
             if (run(new Random(seed), true)) cut[0]++;
         });
         assertTrue(cut[0] > 0, "no run was cut");
+        assertTrue(resumes.get() > 0, "no reopen resumed a recorded rollback");
+        System.out.println("SharedRollbackCrashTest: " + cut[0] + " runs cut, " + resumes.get() + " resumed rollbacks");
     }
 
     /** Returns whether a cut happened during the rollback. */
@@ -95,6 +103,7 @@ class SharedRollbackCrashTest {
                 SharedEngine.holdRollbacks = hold;      // keeps a resumed rollback from finishing before the checks below
                 cur = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(0), SMALL);
                 boolean resumed = "ROLLING_BACK".equals(cur.status().state());
+                if (resumed) resumes.incrementAndGet();
                 try {
                     // right after the reopen: never the half state
                     byte[] now = readAll(view(cur, -1));
@@ -108,16 +117,16 @@ class SharedRollbackCrashTest {
                             assertThrows(IllegalStateException.class, () -> c0.createSnapshot("", false), "no create while rolling back");
                             assertArrayEquals(want, readAll(view(cur, -1)), "the origin still reads as the target");
                         }
-                    }
-                    SharedEngine.holdRollbacks = false; else if (!java.util.Arrays.equals(want, now)) {
+                    } else if (!java.util.Arrays.equals(want, now)) {
                         assertArrayEquals(before, now, "no rollback recorded: the origin is the one before it (the record was not durable)");
                     }
+                    SharedEngine.holdRollbacks = false;
                     if (!resumed) {
                         if (checkpoint && hasCheckpoint(cur)) cur.rollback();          // the user runs it again, as before
                         else if (!checkpoint) { cur.rollbackTo(Integer.toString(target)); cur.awaitRollback(); }
                     }
                     else {
-                        if (r.nextInt(4) == 0) cur.rollbackTo(Integer.toString(target));   // naming it again is harmless
+                        if (!checkpoint && r.nextInt(4) == 0) cur.rollbackTo(Integer.toString(target));   // naming it again is harmless
                         cur.awaitRollback();
                     }
                 } catch (IOException ex) {
