@@ -573,6 +573,14 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         startRollback(resolve(idOrName), false);
     }
 
+    /**
+     * As {@link #rollbackTo(String)}; with {@code deleteAfter} the snapshot is deleted in the
+     * commit that ends the rollback, recorded with it, so a crash in between finishes both.
+     */
+    public void rollbackTo(String idOrName, boolean deleteAfter) throws IOException {
+        startRollback(resolve(idOrName), deleteAfter);
+    }
+
     private void startRollback(int id, boolean deleteAfter) throws IOException {
         lifecycle.writeLock().lock();
         try {

@@ -57,6 +57,39 @@ class SharedRollbackCrashTest {
         System.out.println("SharedRollbackCrashTest: " + cut[0] + " runs cut, " + resumes.get() + " resumed rollbacks");
     }
 
+    /** A header naming a rollback target: check reports a target that is not live, open refuses it; a live one is a note. */
+    @Test
+    void checkJudgesTheRollbackTarget() throws Exception {
+        int size = S * 8 * 32;
+        MemoryBlockDevice origin = new MemoryBlockDevice(size), cow = new MemoryBlockDevice(size * 4 + (64 << 10));
+        SharedEngine e = SharedEngine.open(origin, cow, new SharedEngine.Options(8));
+        e.createSnapshot("a", false);
+        e.close();
+        SharedFormat.Header h = SharedStore.readHeader(cow);
+        for (int target : new int[] {0, 5}) {
+            byte[] slot = new byte[h.chunkBytes()];
+            cow.read((long) h.slot() * h.chunkBytes(), ByteBuffer.wrap(slot));
+            ByteBuffer le = ByteBuffer.wrap(slot).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            le.putInt(96, SharedFormat.RB_ACTIVE).putInt(100, target).putLong(104, 3);
+            le.putInt(SharedFormat.CRC_OFFSET, SharedFormat.crc(slot));
+            MemoryBlockDevice c2 = new MemoryBlockDevice(cow.size());
+            byte[] all = new byte[(int) cow.size()];
+            cow.read(0, ByteBuffer.wrap(all));
+            System.arraycopy(slot, 0, all, h.slot() * h.chunkBytes(), slot.length);
+            c2.write(0, ByteBuffer.wrap(all));
+            SharedCheck.Result res = SharedCheck.run(c2);
+            if (target == 0) {
+                assertTrue(res.clean(), "a rollback to a live snapshot is no problem: " + res.problems());
+                assertTrue(res.notes().stream().anyMatch(n -> n.contains("rollback of the origin to snapshot 0")), "noted: " + res.notes());
+            } else {
+                assertFalse(res.clean());
+                assertTrue(res.problems().stream().anyMatch(p -> p.problem().contains("rollback_target is snapshot 5")), "reported: " + res.problems());
+                IOException ex = assertThrows(IOException.class, () -> SharedEngine.open(new MemoryBlockDevice(size), c2, new SharedEngine.Options(0)));
+                assertTrue(ex.getMessage().contains("not a live snapshot"), ex.getMessage());
+            }
+        }
+    }
+
     /** Returns whether a cut happened during the rollback. */
     static boolean run(Random r, boolean checkpoint) throws Exception {
         int size = S * 8 * (48 + r.nextInt(48));
