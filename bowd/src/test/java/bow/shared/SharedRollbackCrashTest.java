@@ -72,7 +72,7 @@ class SharedRollbackCrashTest {
             ByteBuffer le = ByteBuffer.wrap(slot).order(java.nio.ByteOrder.LITTLE_ENDIAN);
             le.putInt(96, SharedFormat.RB_ACTIVE).putInt(100, target).putLong(104, 3);
             le.putInt(SharedFormat.CRC_OFFSET, SharedFormat.crc(slot));
-            MemoryBlockDevice c2 = new MemoryBlockDevice(cow.size());
+            MemoryBlockDevice c2 = new MemoryBlockDevice((int) cow.size());
             byte[] all = new byte[(int) cow.size()];
             cow.read(0, ByteBuffer.wrap(all));
             System.arraycopy(slot, 0, all, h.slot() * h.chunkBytes(), slot.length);
