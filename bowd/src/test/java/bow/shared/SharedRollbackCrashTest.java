@@ -90,6 +90,56 @@ class SharedRollbackCrashTest {
         }
     }
 
+    /**
+     * A write ahead of the rollback, acknowledged by a flush, survives a cut: the flush waits
+     * until the recorded resume point has passed the chunk, so the resumed rollback does not
+     * roll the chunk back again over the write.
+     */
+    @Test
+    void aWriteAheadOfTheRollbackAcknowledgedByAFlushSurvivesACut() throws Exception {
+        Random r = new Random(7);
+        int size = S * 8 * 64;
+        byte[] init = new byte[size];
+        r.nextBytes(init);
+        PowerSupply p = new PowerSupply(init, new byte[size * 6 + (64 << 10)]);
+        SharedEngine e = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(8), SMALL);
+        e.createSnapshot("t", false);
+        byte[] all = new byte[size];
+        r.nextBytes(all);
+        view(e, -1).write(0, ByteBuffer.wrap(all));     // the snapshot holds every chunk: the rollback has them all to do
+        view(e, -1).flush();
+        byte[] want = readAll(view(e, 0));
+        byte[] mine = new byte[S];
+        r.nextBytes(mine);
+        SharedEngine.holdRollbacks = true;
+        java.util.concurrent.ExecutorService x = java.util.concurrent.Executors.newSingleThreadExecutor();
+        try {
+            e.rollbackTo("t");
+            long at = size - 8L * S;                        // the last chunk: far ahead of the rollback
+            view(e, -1).write(at, ByteBuffer.wrap(mine));
+            java.util.concurrent.Future<?> flush = x.submit(() -> { view(e, -1).flush(); return null; });
+            Thread.sleep(300);
+            assertFalse(flush.isDone(), "the flush waits for the rollback to pass the chunk written ahead of it");
+            SharedEngine.holdRollbacks = false;
+            flush.get(30, java.util.concurrent.TimeUnit.SECONDS);
+            p.cutNow(r);
+            e.awaitRollback();
+        } catch (IOException cut) {
+            assertTrue(p.dead(), "only the cut: " + cut);
+        } finally {
+            SharedEngine.holdRollbacks = false;
+            x.shutdown();
+        }
+        p.reboot();
+        SharedEngine again = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(0), SMALL);
+        again.awaitRollback();
+        byte[] expect = want.clone();
+        System.arraycopy(mine, 0, expect, size - 8 * S, S);
+        assertArrayEquals(expect, readAll(view(again, -1)), "rolled back, with the acknowledged write ahead of the rollback not rolled back again");
+        assertArrayEquals(want, readAll(view(again, 0)), "the snapshot is intact");
+        again.close();
+    }
+
     /** Returns whether a cut happened during the rollback. */
     static boolean run(Random r, boolean checkpoint) throws Exception {
         int size = S * 8 * (48 + r.nextInt(48));
