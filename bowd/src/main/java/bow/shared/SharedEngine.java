@@ -256,7 +256,9 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
             d.put("chunk_size", Integer.toString(cs));
             d.put("snapshots", "0");
         }
-        boolean rolling = rbTarget >= 0;
+        // a rollback stopped by a failure stays recorded (the origin reads through it), but is not running: pollers stop
+        // waiting, and the error detail says to run it again
+        boolean rolling = rbTarget >= 0 && rollbackThreadAlive();
         d.put("status", statusLine(s, snaps, free, total, rolling));
         if (rolling || rbShown) d.put("rollback", rbDone.get() + "/" + rbTotal.get() + " chunks");
         String err = lastError;
@@ -657,6 +659,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         }
     }
 
+    private synchronized boolean rollbackThreadAlive() { return rbThread != null && rbThread.isAlive(); }
+
     private synchronized void startRollbackThread(int id) {
         rbThread = new Thread(() -> rollbackLoop(id), "shared-rollback");
         rbThread.setDaemon(true);
@@ -905,6 +909,8 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
         }
         int cb = s.chunkBytes();
         int n = (int) (last - first + 1);
+        // bring the paths into the cache with the tree lock free (a miss under it stalls every request)
+        s.read(() -> { for (long c = first; c <= last; c++) s.tree().originSharers(c); return null; });
         long[] olds = new long[n], news = new long[n];
         int m = 0;
         NoSpaceException short_ = null;
