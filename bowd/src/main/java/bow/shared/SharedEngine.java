@@ -952,6 +952,10 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
             commitOrFence(s, seq, "origin copy-out");
         }
         if (short_ != null) throw noSpace(short_);
+        // no copy-out needed can rest on an exception whose commit failed (the claim's previous holder, e.g. a snapshot
+        // write cut by a crash): then the durable tree does not have it, and the origin must not change under it
+        Throwable failed = s.failure();
+        if (failed != null) throw new DeviceException(Errno.EIO, "origin write refused: the store failed (" + SharedStore.describe(failed) + "); restart to reopen it from disk", failed);
         origin.write(offset, src);
     }
 
