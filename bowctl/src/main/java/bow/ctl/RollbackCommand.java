@@ -259,7 +259,7 @@ public final class RollbackCommand implements Callable<Integer> {
         long total;
         // try-with-resources: a close that fails after a failed rollback does not hide why the rollback failed
         try (SharedEngine engine = SharedEngine.open(origin, cow, new SharedEngine.Options(0))) {
-            engine.rollbackTo(Integer.toString(id));
+            engine.rollbackTo(Integer.toString(id), deleteAfter);   // the delete is recorded with the rollback
             long chunkBytes = h.chunkBytes();
             long[] last = {0, 0};
             try {
@@ -278,7 +278,6 @@ public final class RollbackCommand implements Callable<Integer> {
                 progress.clear();
             }
             total = last[1];
-            if (deleteAfter) engine.deleteSnapshot(Integer.toString(id));
         } catch (RuntimeException e) {
             throw new IOException(e.getMessage(), e);
         }

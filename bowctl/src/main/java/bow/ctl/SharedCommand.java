@@ -85,6 +85,9 @@ public final class SharedCommand implements Callable<Integer> {
         f.put("live", array(SharedCheck.idList(h.snapmask())));
         f.put("deleting", array(SharedCheck.idList(h.deletingMask())));
         f.put("delete_resume", h.deletingMask() == 0 ? null : h.deleteResume());
+        f.put("rollback_target", h.rollingBack() ? h.rollbackTarget() : null);
+        f.put("rollback_resume", h.rollingBack() ? h.rollbackResume() : null);
+        f.put("rollback_delete_target", h.rollingBack() && h.rollbackDelete());
         return f;
     }
 

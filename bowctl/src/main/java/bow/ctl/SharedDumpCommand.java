@@ -88,6 +88,10 @@ public final class SharedDumpCommand implements Callable<Integer> {
         if (h.deletingMask() != 0) {
             out.println("being deleted: " + SharedCheck.ids(h.deletingMask()) + " (reclaim resumes at origin chunk " + h.deleteResume() + ")");
         }
+        if (h.rollingBack()) {
+            out.println("rolling back: the origin to snapshot " + h.rollbackTarget() + " (resumes at origin chunk " + h.rollbackResume()
+                    + (h.rollbackDelete() ? "; the snapshot is deleted when it is done" : "") + ")");
+        }
         out.println("mappings (origin chunk -> {snapshot IDs}:COW chunk ...):");
         long[] count = {0};
         try {

@@ -225,6 +225,14 @@ public final class SharedCheck {
             else if (s.state() == SlotState.INVALID) notes.add("slot " + s.slot() + " is not valid (a commit torn by a crash leaves that; the other slot is used): " + s.problem());
         }
         if (h.valid() != 1) out.add(h.slot(), "header.valid is " + h.valid() + ": the store was invalidated");
+        if (h.rollingBack()) {
+            if (h.snapshot(h.rollbackTarget()) == null) {
+                out.add(h.slot(), "header.rollback_target is snapshot " + h.rollbackTarget() + ", which is not a live snapshot");
+            } else {
+                notes.add("a rollback of the origin to snapshot " + h.rollbackTarget() + " is in progress (resumes at origin chunk "
+                        + h.rollbackResume() + (h.rollbackDelete() ? "; the snapshot is deleted when it is done" : "") + ")");
+            }
+        }
         Layout l = h.layout();
         int cb = l.chunkBytes();
         long onDevice = cow.size() / cb;

@@ -88,11 +88,17 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     private volatile int rbTarget = -1;
     private volatile long rbCursor;
     private final Set<Long> rbAhead = Collections.synchronizedSet(new HashSet<>());
+    /** Highest chunk in rbAhead since the rollback started, -1 when none: a flush waits until the recorded resume point passes it. */
+    private volatile long rbAheadMax = -1;
+    /** Signalled when the recorded resume point moves or the rollback ends. */
+    private final Object rbProgress = new Object();
     private final AtomicLong rbDone = new AtomicLong();
     private final AtomicLong rbTotal = new AtomicLong();
     private volatile boolean rbShown;
     private Thread rbThread;                  // guarded by this
     private volatile Throwable rbFailure;
+    /** Tests: rollback threads (also one resumed at open) wait before each chunk while set. */
+    static volatile boolean holdRollbacks;
 
     private SharedEngine(BlockDevice origin, BlockDevice cow, Options options, SharedStore.Tuning tuning) {
         this.origin = origin;
@@ -130,6 +136,16 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                 throw new DeviceException(Errno.EINVAL, "COW holds a corrupt shared store: " + ex.getMessage(), ex);
             }
             for (int i = 0; i < SharedFormat.MAX_SNAPSHOTS; i++) if (h.snapshot(i) != null) e.views[i] = e.new SnapshotView(i);
+            if (h.rollingBack()) {
+                if (h.snapshot(h.rollbackTarget()) == null) {
+                    throw new DeviceException(Errno.EINVAL, "COW: the header records a rollback of the origin to snapshot " + h.rollbackTarget()
+                            + ", which is not a live snapshot (corrupt store; see bowctl shared check)");
+                }
+                // a rollback cut by a crash resumes at once: the origin reads through it from the first request on
+                log.info("resuming the rollback of the origin to snapshot {} from origin chunk {}{}", h.rollbackTarget(), h.rollbackResume(),
+                        h.rollbackDelete() ? " (the snapshot is deleted when it is done)" : "");
+                e.beginRollback(h.rollbackTarget(), h.rollbackResume());
+            }
             if (h.deletingMask() != 0) e.startReclaim();   // an unfinished delete resumes in the background
         }
         e.publishExports();
@@ -240,7 +256,9 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
             d.put("chunk_size", Integer.toString(cs));
             d.put("snapshots", "0");
         }
-        boolean rolling = rbTarget >= 0;
+        // a rollback stopped by a failure stays recorded (the origin reads through it), but is not running: pollers stop
+        // waiting, and the error detail says to run it again
+        boolean rolling = rbTarget >= 0 && rollbackThreadAlive();
         d.put("status", statusLine(s, snaps, free, total, rolling));
         if (rolling || rbShown) d.put("rollback", rbDone.get() + "/" + rbTotal.get() + " chunks");
         String err = lastError;
@@ -292,9 +310,9 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     @Override
     public void rollback() throws IOException {
         if (findByName(CHECKPOINT_NAME) < 0) throw new IllegalStateException("no checkpoint to roll back (no snapshot named \"" + CHECKPOINT_NAME + "\")");
-        rollbackTo(CHECKPOINT_NAME);
+        // the delete is recorded with the rollback: a crash in between finishes both at the next open
+        startRollback(resolve(CHECKPOINT_NAME), true);
         awaitRollback();
-        deleteSnapshot(CHECKPOINT_NAME);
     }
 
     private int findByName(String name) {
@@ -546,35 +564,107 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
 
     // ---------------------------------------------------------------- rollback
 
+    /**
+     * Starts rolling the origin back to a snapshot, online. The rollback is recorded in the
+     * header before the first origin chunk changes, so that a crash leaves it to be resumed at
+     * the next open (docs/FORMATS.md "rollback record"). Naming the target of the rollback in
+     * progress (resumed after a crash, or stopped by a failure) is harmless: it goes on.
+     */
     @Override
     public void rollbackTo(String idOrName) throws IOException {
+        startRollback(resolve(idOrName), false);
+    }
+
+    /**
+     * As {@link #rollbackTo(String)}; with {@code deleteAfter} the snapshot is deleted in the
+     * commit that ends the rollback, recorded with it, so a crash in between finishes both.
+     */
+    public void rollbackTo(String idOrName, boolean deleteAfter) throws IOException {
+        startRollback(resolve(idOrName), deleteAfter);
+    }
+
+    private void startRollback(int id, boolean deleteAfter) throws IOException {
         lifecycle.writeLock().lock();
         try {
             checkOpen();
             checkNotFenced();
-            int id = resolve(idOrName);
-            synchronized (this) {
-                if (rbTarget >= 0 || (rbThread != null && rbThread.isAlive())) throw new IllegalStateException("a rollback is already running (to snapshot " + rbTarget + ")");
-                rbFailure = null;
-                rbCursor = 0;
-                rbAhead.clear();
-                rbDone.set(0);
-                long[] n = {0};
-                long bit = 1L << id;
-                store.forEachEntry(e -> { for (Leaf.Exc x : e.excs) if ((x.share() & bit) != 0) n[0]++; });
-                rbTotal.set(n[0]);
-                rbShown = true;
-                rbTarget = id;
-                lastError = "";
-                publishExports();
-                rbThread = new Thread(() -> rollbackLoop(id), "shared-rollback");
-                rbThread.setDaemon(true);
-                rbThread.start();
+            SharedStore s = store;
+            boolean alive;
+            Thread prev;
+            synchronized (this) { prev = rbThread; }
+            if (rbTarget < 0 && prev != null) {
+                // its last step (under the lifecycle lock, which this thread holds) is done: only its exit is left
+                try { prev.join(10_000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
             }
+            synchronized (this) {
+                alive = rbThread != null && rbThread.isAlive();
+                if (rbTarget >= 0 && rbTarget != id) throw new IllegalStateException("a rollback is already running (to snapshot " + rbTarget + ")");
+                if (rbTarget < 0 && alive) throw new IllegalStateException("the previous rollback is still finishing");
+            }
+            if (rbTarget == id) {
+                long seq = -1;
+                s.treeLock.lock();
+                try {
+                    if (deleteAfter && !s.rollbackDelete()) {
+                        s.setRollback(id, true, s.rollbackResume());
+                        seq = s.openSeq();
+                    }
+                } finally {
+                    s.treeLock.unlock();
+                }
+                if (seq >= 0) commitOrFence(s, seq, "rollback record");
+                synchronized (this) {
+                    if (!alive) {
+                        rbFailure = null;
+                        lastError = "";
+                        startRollbackThread(id);
+                    }
+                }
+                log.info("rollback of the origin to snapshot {} is in progress already", id);
+                return;
+            }
+            long seq;
+            s.treeLock.lock();
+            try {
+                s.setRollback(id, deleteAfter, 0);
+                seq = s.openSeq();
+            } finally {
+                s.treeLock.unlock();
+            }
+            commitOrFence(s, seq, "rollback record");   // durable before the first origin chunk is rolled back
+            beginRollback(id, 0);
             log.info("rollback of the origin to snapshot {} started: {} chunks", id, rbTotal.get());
         } finally {
             lifecycle.writeLock().unlock();
         }
+    }
+
+    /** The rollback recorded in the store: origin reads go through it from now on; its thread starts. */
+    private void beginRollback(int id, long resume) throws IOException {
+        long[] n = {0};
+        long bit = 1L << id;
+        store.forEachEntry(e -> { if (e.origin >= resume) for (Leaf.Exc x : e.excs) if ((x.share() & bit) != 0) n[0]++; });
+        synchronized (this) {
+            rbFailure = null;
+            rbCursor = resume;
+            rbAhead.clear();
+            rbAheadMax = -1;
+            rbDone.set(0);
+            rbTotal.set(n[0]);
+            rbShown = true;
+            rbTarget = id;
+            lastError = "";
+            publishExports();
+            startRollbackThread(id);
+        }
+    }
+
+    private synchronized boolean rollbackThreadAlive() { return rbThread != null && rbThread.isAlive(); }
+
+    private synchronized void startRollbackThread(int id) {
+        rbThread = new Thread(() -> rollbackLoop(id), "shared-rollback");
+        rbThread.setDaemon(true);
+        rbThread.start();
     }
 
     /** Waits for a running online rollback (or nothing) and rethrows its failure. For the offline rollback. */
@@ -594,18 +684,20 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
     }
 
     private void rollbackLoop(int id) {
+        boolean finished = false;
         try {
             SharedStore s = store;
             long bit = 1L << id;
-            long key = 0;
+            long key = rbCursor;
             while (key >= 0) {
-                if (closed) throw new IOException("engine closed during the rollback; run it again to finish");
+                if (closed) throw new IOException("engine closed during the rollback; it resumes when the store is opened again");
                 List<Long> todo = new ArrayList<>();
                 final long k = key;
                 key = s.read(() -> s.tree().scanLeaf(k, e -> {
                     for (Leaf.Exc x : e.excs) if ((x.share() & bit) != 0) todo.add(e.origin);
                 }));
                 for (long c : todo) {
+                    while (holdRollbacks && !closed) Thread.sleep(2);
                     lifecycle.readLock().lock();
                     try {
                         checkNotFenced();
@@ -619,23 +711,98 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                     // chunks the target gained during the rollback (copy-outs of writes made meanwhile) count too
                     if (rbDone.incrementAndGet() > rbTotal.get()) rbTotal.set(rbDone.get());
                 }
+                if (key >= 0) {
+                    // the chunks up to the next leaf hold nothing of the target: rolled back as they are
+                    // (a write there meanwhile is in rbAhead or copied out: either way the origin is right)
+                    if (key > rbCursor) rbCursor = key;
+                    recordProgress(s);
+                }
             }
             lifecycle.writeLock().lock();
             try {
-                s.commitPending();
-                origin.flush();
+                checkNotFenced();
+                origin.flush();              // the rolled-back origin is durable before the record goes
+                boolean delete;
+                long seq;
+                s.treeLock.lock();
+                try {
+                    delete = s.rollbackDelete();
+                    s.setRollback(-1, false, 0);
+                    if (delete) {
+                        s.tree().deleteSnapshot(id);
+                        s.setSnapshot(id, null);
+                    }
+                    seq = s.openSeq();
+                } finally {
+                    s.treeLock.unlock();
+                }
+                commitOrFence(s, seq, "rollback end");
+                rbTarget = -1;
+                rbAhead.clear();
+                if (delete) {
+                    SnapshotView v = views[id];
+                    views[id] = null;
+                    if (v != null) v.deleted = true;
+                    startReclaim();
+                }
+                finished = true;
+                log.info("rollback to snapshot {} finished: {} chunks{}", id, rbDone.get(), delete ? "; the snapshot is deleted" : "");
             } finally {
                 lifecycle.writeLock().unlock();
             }
-            log.info("rollback to snapshot {} finished: {} chunks", id, rbDone.get());
         } catch (Throwable t) {
             rbFailure = t;
-            lastError = "rollback failed: " + SharedStore.describe(t);
-            log.error("rollback to snapshot {} failed", id, t);
+            lastError = "rollback failed: " + SharedStore.describe(t) + (closed ? "" : "; run the rollback again to go on");
+            if (!closed) log.error("rollback to snapshot {} failed (the origin keeps reading as the snapshot; run it again)", id, t);
         } finally {
-            rbTarget = -1;
-            rbAhead.clear();
-            publishExports();
+            // a rollback that did not finish stays in progress: the origin keeps reading through it
+            if (finished) publishExports();
+            synchronized (rbProgress) { rbProgress.notifyAll(); }
+        }
+    }
+
+    /**
+     * Records in the open transaction that the origin chunks below the cursor are rolled back,
+     * once the origin has them on stable storage; the next commit makes it the resume point.
+     */
+    private void recordProgress(SharedStore s) throws IOException {
+        long cur = rbCursor;
+        origin.flush();
+        s.treeLock.lock();
+        try {
+            s.advanceRollback(cur);
+        } finally {
+            s.treeLock.unlock();
+        }
+        synchronized (rbProgress) { rbProgress.notifyAll(); }
+    }
+
+    /**
+     * Before a flush acknowledges writes made during a rollback: an origin write ahead of the
+     * cursor rolled its chunks back early, which a rollback resumed from an older point would
+     * roll back again over the write. Wait until the recorded resume point has passed every such
+     * chunk (or the rollback is over). Called without the lifecycle lock (the rollback needs it).
+     */
+    private void awaitRollbackPast() throws IOException {
+        long ahead = rbAheadMax;
+        if (rbTarget < 0 || ahead < 0) return;
+        SharedStore s = store;
+        synchronized (rbProgress) {
+            while (true) {
+                if (rbTarget < 0 || closed || fenced != null) return;
+                long resume;
+                s.treeLock.lock();
+                try { resume = s.rollbackTarget() >= 0 ? s.rollbackResume() : Long.MAX_VALUE; } finally { s.treeLock.unlock(); }
+                if (resume > ahead) return;
+                Thread t;
+                synchronized (this) { t = rbThread; }
+                if (t == null || !t.isAlive()) {
+                    if (rbTarget < 0) return;
+                    throw new DeviceException(Errno.EIO, "flush refused: writes made ahead of the stopped rollback to snapshot " + rbTarget
+                            + " are not safe from a crash until it finishes (run the rollback again): " + lastError);
+                }
+                try { rbProgress.wait(200); } catch (InterruptedException e) { Thread.currentThread().interrupt(); throw new DeviceException(Errno.EIO, "flush interrupted while waiting for the rollback"); }
+            }
         }
     }
 
@@ -737,10 +904,13 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
                 if (c < rbCursor || rbAhead.contains(c)) continue;
                 rollbackChunk(s, c, target);
                 rbAhead.add(c);
+                synchronized (rbProgress) { if (c > rbAheadMax) rbAheadMax = c; }
             }
         }
         int cb = s.chunkBytes();
         int n = (int) (last - first + 1);
+        // bring the paths into the cache with the tree lock free (a miss under it stalls every request)
+        s.read(() -> { for (long c = first; c <= last; c++) s.tree().originSharers(c); return null; });
         long[] olds = new long[n], news = new long[n];
         int m = 0;
         NoSpaceException short_ = null;
@@ -782,6 +952,10 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
             commitOrFence(s, seq, "origin copy-out");
         }
         if (short_ != null) throw noSpace(short_);
+        // no copy-out needed can rest on an exception whose commit failed (the claim's previous holder, e.g. a snapshot
+        // write cut by a crash): then the durable tree does not have it, and the origin must not change under it
+        Throwable failed = s.failure();
+        if (failed != null) throw new DeviceException(Errno.EIO, "origin write refused: the store failed (" + SharedStore.describe(failed) + "); restart to reopen it from disk", failed);
         origin.write(offset, src);
     }
 
@@ -931,11 +1105,17 @@ public final class SharedEngine implements ModeEngine, SnapshotEngine {
 
         @Override
         public void flush() throws IOException {
+            awaitRollbackPast();
             lifecycle.readLock().lock();
             try {
                 checkOpen();
                 SharedStore s = store;
+                long cur = rbCursor;
                 origin.flush();
+                if (s != null && rbTarget >= 0) {
+                    s.treeLock.lock();
+                    try { s.advanceRollback(cur); } finally { s.treeLock.unlock(); }
+                }
                 if (s != null) {
                     try {
                         s.commitPending();

@@ -40,6 +40,10 @@ public final class SharedFormat {
     public static final int HEADER_BYTES = FIXED_BYTES + MAX_SNAPSHOTS * SNAP_ENTRY_BYTES; // 3200
     public static final int CRC_OFFSET = 76;
     public static final int FLAG_WRITABLE = 1;
+    /** header.rollback_flags: an online rollback of the origin to rollback_target is in progress. */
+    public static final int RB_ACTIVE = 1;
+    /** header.rollback_flags: delete the target when the rollback is done (the checkpoint rollback). */
+    public static final int RB_DELETE_TARGET = 2;
 
     private SharedFormat() {}
 
@@ -56,7 +60,15 @@ public final class SharedFormat {
      */
     public record Header(int valid, int chunkSectors, long rootTreeChunk, long snapmask, int treeLevel,
                          int journalChunks, long sequence, long nrChunks, long originBytes, long freeChunks,
-                         long deletingMask, long deleteResume, Snapshot[] snapshots) {
+                         long deletingMask, long deleteResume, int rollbackTarget, boolean rollbackDelete,
+                         long rollbackResume, Snapshot[] snapshots) {
+        /** A header with no rollback in progress. */
+        public Header(int valid, int chunkSectors, long rootTreeChunk, long snapmask, int treeLevel, int journalChunks,
+                      long sequence, long nrChunks, long originBytes, long freeChunks, long deletingMask, long deleteResume,
+                      Snapshot[] snapshots) {
+            this(valid, chunkSectors, rootTreeChunk, snapmask, treeLevel, journalChunks, sequence, nrChunks, originBytes, freeChunks,
+                    deletingMask, deleteResume, -1, false, 0, snapshots);
+        }
         /** A header with no deletion in progress. */
         public Header(int valid, int chunkSectors, long rootTreeChunk, long snapmask, int treeLevel, int journalChunks,
                       long sequence, long nrChunks, long originBytes, long freeChunks, Snapshot[] snapshots) {
@@ -68,6 +80,8 @@ public final class SharedFormat {
             snapshots = snapshots.clone();
         }
         public Snapshot snapshot(int id) { return snapshots[id]; }
+        /** A rollback of the origin to snapshot {@link #rollbackTarget} is recorded (resumed at open). */
+        public boolean rollingBack() { return rollbackTarget >= 0; }
         public int chunkBytes() { return chunkSectors * SECTOR; }
         public int slot() { return (int) (sequence & 1); }
         public Layout layout() { return SharedFormat.layout(nrChunks, chunkSectors, journalChunks); }
@@ -81,7 +95,8 @@ public final class SharedFormat {
         @Override public int hashCode() { return Long.hashCode(sequence) * 31 + Long.hashCode(rootTreeChunk); }
         @Override public String toString() {
             return "Header[seq=" + sequence + " root=" + rootTreeChunk + " level=" + treeLevel
-                    + " snapmask=" + Long.toHexString(snapmask) + " free=" + freeChunks + "/" + nrChunks + "]";
+                    + " snapmask=" + Long.toHexString(snapmask) + " free=" + freeChunks + "/" + nrChunks
+                    + (rollbackTarget >= 0 ? " rollback=" + rollbackTarget + (rollbackDelete ? "+delete" : "") + "@" + rollbackResume : "") + "]";
         }
     }
 
@@ -157,6 +172,16 @@ public final class SharedFormat {
         if ((h.deletingMask() & h.snapmask()) != 0) throw new IllegalArgumentException("snapshots both live and being deleted");
         if ((h.deletingMask() != 0) != (h.deleteResume() >= 0)) throw new IllegalArgumentException("deleting mask and resume key disagree");
         bb.putLong(80, h.deletingMask()).putLong(88, h.deleteResume());
+        if (h.rollbackTarget() >= 0) {
+            // all zero when no rollback is recorded: such a header is byte-identical to one written before the field existed
+            if (h.rollbackTarget() >= MAX_SNAPSHOTS || (h.snapmask() >>> h.rollbackTarget() & 1) == 0) {
+                throw new IllegalArgumentException("rollback target " + h.rollbackTarget() + " is not a live snapshot");
+            }
+            if (h.rollbackResume() < 0) throw new IllegalArgumentException("rollback resume " + h.rollbackResume());
+            bb.putInt(96, RB_ACTIVE | (h.rollbackDelete() ? RB_DELETE_TARGET : 0)).putInt(100, h.rollbackTarget()).putLong(104, h.rollbackResume());
+        } else if (h.rollbackDelete() || h.rollbackResume() != 0) {
+            throw new IllegalArgumentException("rollback fields without a rollback target");
+        }
         for (int i = 0; i < MAX_SNAPSHOTS; i++) {
             Snapshot s = h.snapshots()[i];
             boolean live = (h.snapmask() >>> i & 1) != 0;
@@ -227,7 +252,20 @@ public final class SharedFormat {
         if (origin < 0) throw new SharedFormatException(slotChunk, "header.origin_bytes", Long.toUnsignedString(origin));
         long free = bb.getLong(64);
         if (free < 0 || free > nrChunks - lay.firstDataChunk() - 2) throw new SharedFormatException(slotChunk, "header.free_chunks", free + " of " + nrChunks);
-        for (int i = 96; i < FIXED_BYTES; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header.reserved", "byte " + i + " is not zero");
+        int rbFlags = bb.getInt(96), rbTarget = -1;
+        long rbResume = 0;
+        if ((rbFlags & ~(RB_ACTIVE | RB_DELETE_TARGET)) != 0) throw new SharedFormatException(slotChunk, "header.rollback_flags", String.format("unknown bits 0x%x", rbFlags & ~(RB_ACTIVE | RB_DELETE_TARGET)));
+        if ((rbFlags & RB_ACTIVE) != 0) {
+            int t = bb.getInt(100);
+            if (t < 0 || t >= MAX_SNAPSHOTS) throw new SharedFormatException(slotChunk, "header.rollback_target", Integer.toUnsignedString(t) + " is outside 0.." + (MAX_SNAPSHOTS - 1));
+            rbResume = bb.getLong(104);
+            if (rbResume < 0) throw new SharedFormatException(slotChunk, "header.rollback_resume", Long.toUnsignedString(rbResume) + " is negative");
+            rbTarget = t;       // whether it is a live snapshot is the check's and the engine's to judge
+        } else {
+            if (rbFlags != 0) throw new SharedFormatException(slotChunk, "header.rollback_flags", String.format("0x%x without the in-progress bit", rbFlags));
+            for (int i = 100; i < 112; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header.rollback_target", "byte " + i + " is not zero with no rollback in progress");
+        }
+        for (int i = 112; i < FIXED_BYTES; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header.reserved", "byte " + i + " is not zero");
         long snapmask = bb.getLong(24);
         long deletingMask = bb.getLong(80), deleteResume = bb.getLong(88);
         if ((deletingMask & snapmask) != 0) throw new SharedFormatException(slotChunk, "header.deleting_mask", String.format("0x%x names live snapshots (0x%x)", deletingMask, deletingMask & snapmask));
@@ -260,7 +298,8 @@ public final class SharedFormat {
             }
         }
         for (int i = HEADER_BYTES; i < b.length; i++) if (b[i] != 0) throw new SharedFormatException(slotChunk, "header", "byte " + i + " after the header is not zero");
-        return new Header(bb.getInt(4), chunkSectors, root, snapmask, level, journal, seq, nrChunks, origin, free, deletingMask, deleteResume, snaps);
+        return new Header(bb.getInt(4), chunkSectors, root, snapmask, level, journal, seq, nrChunks, origin, free, deletingMask, deleteResume,
+                rbTarget, (rbFlags & RB_DELETE_TARGET) != 0, rbResume, snaps);
     }
 
     /** Result of reading both slots: the header to use (null for a blank COW) and why each slot was or was not. */

@@ -24,7 +24,8 @@ import java.util.function.Consumer;
  * slot s &amp; 1; flush; then release the deferred frees).
  *
  * <p>Threads: everything about the tree, the allocator and the open transaction is guarded by
- * {@link #treeLock} (held briefly; a cache miss reads one block under it). Transaction s is open
+ * {@link #treeLock} (held briefly; a cache miss of a lookup ({@link #read}) reads its block
+ * with the lock released, one of a tree change reads it under the lock). Transaction s is open
  * until a committer closes it under the tree lock (capturing its block images, header and bitmap
  * images); from then on changes go to s + 1 while commit s does its I/O. One committer at a time
  * ({@link #commitLock}); writers that wait for the same or an earlier sequence share its commit.
@@ -63,6 +64,10 @@ final class SharedStore {
     private final Snapshot[] snaps = new Snapshot[SharedFormat.MAX_SNAPSHOTS];
     private long openSeq;
     private boolean txnChanged;
+    /** The rollback recorded in the header (docs/FORMATS.md "rollback record"): target -1 when none. */
+    private int rbTarget = -1;
+    private boolean rbDelete;
+    private long rbResume;
 
     // guarded by commitLock
     private final ReentrantLock commitLock = new ReentrantLock();
@@ -168,6 +173,9 @@ final class SharedStore {
         s.tree = SharedTree.open(s.cache, alloc, cb, t.fanout(), t.leafBytes(), t.maxSnapshots(),
                 h.rootTreeChunk(), h.treeLevel(), h.snapmask(), h.deletingMask(), h.deleteResume());
         for (int i = 0; i < SharedFormat.MAX_SNAPSHOTS; i++) s.snaps[i] = h.snapshot(i);
+        s.rbTarget = h.rollbackTarget();
+        s.rbDelete = h.rollbackDelete();
+        s.rbResume = h.rollbackResume();
         s.durableSeq = h.sequence();
         s.openSeq = h.sequence() + 1;
         s.durableFree = alloc.freeCount();
@@ -224,6 +232,26 @@ final class SharedStore {
     Snapshot snapshot(int id) { return snaps[id]; }
     /** Tree lock held. */
     void setSnapshot(int id, Snapshot s) { snaps[id] = s; txnChanged = true; }
+    /** Tree lock held: the recorded rollback's target, -1 when none. */
+    int rollbackTarget() { return rbTarget; }
+    /** Tree lock held: whether the recorded rollback deletes its target when done. */
+    boolean rollbackDelete() { return rbDelete; }
+    /** Tree lock held: origin chunks below this are rolled back and flushed on the origin. */
+    long rollbackResume() { return rbResume; }
+    /** Tree lock held: records a rollback (target -1: none) for the open transaction. */
+    void setRollback(int target, boolean delete, long resume) {
+        rbTarget = target;
+        rbDelete = target >= 0 && delete;
+        rbResume = target >= 0 ? resume : 0;
+        txnChanged = true;
+    }
+    /** Tree lock held: moves the recorded resume point forward (never back); the origin below it must be flushed. */
+    void advanceRollback(long resume) {
+        if (rbTarget >= 0 && resume > rbResume) {
+            rbResume = resume;
+            txnChanged = true;
+        }
+    }
     /** Tree lock held: the sequence the open transaction will commit as. */
     long openSeq() { return openSeq; }
     /** Tree lock held: the open transaction has changes. */
@@ -235,8 +263,58 @@ final class SharedStore {
     long freeChunks() { treeLock.lock(); try { return alloc.freeCount(); } finally { treeLock.unlock(); } }
     Throwable failure() { return failure; }
 
-    /** Runs a read-only tree operation under the tree lock, turning a failed block read into an IOException. */
+    /** Optimistic attempts of a read-only operation before it reads its misses under the tree lock. */
+    private static final int OPTIMISTIC_TRIES = 4;
+
+    /**
+     * Runs a read-only tree operation under the tree lock, turning a failed block read into an
+     * IOException. A cache miss does not read under the lock: the operation is abandoned (it has
+     * changed nothing), the block is read with the lock released (writers whose paths are cached
+     * go on meanwhile), inserted as clean unless it was written or forgotten in the meantime, and
+     * the operation runs again from the start. {@code op} must have no effect before its last
+     * block read (lookups and leaf scans, whose visitor runs after the leaf is read).
+     */
     <T> T read(java.util.function.Supplier<T> op) throws IOException {
+        for (int attempt = 0; ; attempt++) {
+            long miss;
+            Object token;
+            treeLock.lock();
+            try {
+                cache.optimistic = attempt < OPTIMISTIC_TRIES;
+                try {
+                    return op.get();
+                } catch (BlockCache.Miss m) {
+                    miss = m.chunk;
+                    token = cache.startRead(miss);
+                } finally {
+                    cache.optimistic = false;
+                }
+            } catch (UncheckedIOException e) {
+                throw e.getCause();
+            } catch (SharedFormatException e) {
+                throw new DeviceException(Errno.EIO, e.getMessage(), e);
+            } finally {
+                treeLock.unlock();
+            }
+            byte[] b;
+            try {
+                b = readBytes(cow, miss * chunkBytes, chunkBytes);
+            } catch (IOException | RuntimeException e) {
+                treeLock.lock();
+                try { cache.endRead(miss, token, null); } finally { treeLock.unlock(); }
+                throw e;
+            }
+            treeLock.lock();
+            try {
+                cache.endRead(miss, token, b);
+            } finally {
+                treeLock.unlock();
+            }
+        }
+    }
+
+    /** As {@link #read}, reading misses under the lock (for long walks that would restart at every miss). */
+    private <T> T readLocked(java.util.function.Supplier<T> op) throws IOException {
         treeLock.lock();
         try {
             return op.get();
@@ -358,7 +436,7 @@ final class SharedStore {
             bits = alloc.prepareCommit((int) (seq & 1));
             long free = alloc.freeCount() + alloc.inFlightFrees();
             h = new Header(1, chunkSectors, tree.root(), tree.snapmask(), tree.level(), 0, seq, layout.nrChunks(), originBytes, free,
-                    tree.deleting(), tree.deleteResume(), snaps);
+                    tree.deleting(), tree.deleteResume(), rbTarget, rbDelete, rbResume, snaps);
         } finally {
             treeLock.unlock();
         }
@@ -430,7 +508,33 @@ final class SharedStore {
         private final HashMap<Long, byte[]> open = new HashMap<>();
         private final HashMap<Long, byte[]> inFlight = new HashMap<>();
 
+        /** Set by {@link SharedStore#read} for one attempt: a miss throws {@link Miss} instead of reading. */
+        boolean optimistic;
+        /** Blocks being read outside the lock, each with its reader's token; a write or forget of the chunk drops it. */
+        private final HashMap<Long, Object> reading = new HashMap<>();
+
+        /** A block not in the cache, to be read outside the tree lock. No stack trace: it is control flow. */
+        static final class Miss extends RuntimeException {
+            final long chunk;
+            Miss(long chunk) { super(null, null, false, false); this.chunk = chunk; }
+        }
+
         BlockCache(int capacity) { this.capacity = capacity; }
+
+        Object startRead(long chunk) {
+            Object t = new Object();
+            reading.put(chunk, t);
+            return t;
+        }
+
+        /** The block read outside the lock is kept only when nothing wrote or forgot that chunk since {@link #startRead}. */
+        void endRead(long chunk, Object token, byte[] b) {
+            if (reading.get(chunk) != token) return;
+            reading.remove(chunk);
+            if (b == null || open.containsKey(chunk) || inFlight.containsKey(chunk) || clean.containsKey(chunk)) return;
+            clean.put(chunk, b);
+            trim();
+        }
 
         int size() { return clean.size() + open.size() + inFlight.size(); }
 
@@ -443,6 +547,7 @@ final class SharedStore {
             if (chunk < layout.firstDataChunk() || chunk >= layout.nrChunks()) {
                 throw new SharedFormatException(chunk, "tree", "block reference outside the data area [" + layout.firstDataChunk() + ", " + layout.nrChunks() + ")");
             }
+            if (optimistic) throw new Miss(chunk);
             try {
                 b = readBytes(cow, chunk * chunkBytes, chunkBytes);
             } catch (IOException e) {
@@ -455,12 +560,14 @@ final class SharedStore {
 
         @Override
         public void write(long chunk, byte[] data) {
+            reading.remove(chunk);
             clean.remove(chunk);
             open.put(chunk, data);
             txnChanged = true;
         }
 
         void forget(long chunk) {
+            reading.remove(chunk);
             clean.remove(chunk);
             open.remove(chunk);
         }
@@ -495,7 +602,7 @@ final class SharedStore {
 
     /** For tests and check: every block the tree reaches and the problems found (tree lock taken). */
     SharedTree.CheckResult check() throws IOException {
-        return read(() -> tree.check());
+        return readLocked(() -> tree.check());
     }
 
     /** Walks every leaf entry, a leaf per tree-lock hold. */

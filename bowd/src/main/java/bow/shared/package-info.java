@@ -10,9 +10,9 @@
  * with merges, check); {@link bow.shared.SharedStore} (the store on the COW device: open, format,
  * a bounded cache of tree blocks, group commit in the order docs/FORMATS.md fixes) and
  * {@link bow.shared.SharedEngine} (the {@code ModeEngine} and {@code SnapshotEngine}: origin and
- * snapshot exports, per-chunk claims, create, delete with background reclaim, online rollback).
- * {@link bow.shared.SharedEngine#check} is the read-only fsck behind {@code bowctl shared check}.
- * Not yet here: the daemon and CLI wiring (bowd --mode shared, bowctl snapshot/shared), dump, and
- * an on-disk record of a running rollback (re-run it after a crash).
+ * snapshot exports, per-chunk claims, create, delete with background reclaim, online rollback
+ * recorded in the header and resumed at open after a crash).
+ * {@link bow.shared.SharedEngine#check} and {@link bow.shared.SharedCheck} are the read-only fsck
+ * behind {@code bowctl shared check}; {@link bow.shared.SharedDump} is behind {@code shared dump}.
  */
 package bow.shared;

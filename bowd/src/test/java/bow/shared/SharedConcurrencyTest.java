@@ -463,7 +463,11 @@ class SharedConcurrencyTest {
         });
     }
 
-    /** Rolls the origin back to a live snapshot with up to three cuts on the way, reopening and running it again each time. */
+    /**
+     * Rolls the origin back to a live snapshot with up to three cuts on the way, reopening and
+     * running it again each time (the reopen already resumes a recorded rollback; running it
+     * again for the same target must be harmless).
+     */
     static void rollbackWithCuts(Random r, PowerSupply p, SharedEngine e, World w) throws Exception {
         Map<Integer, byte[]> images = new java.util.HashMap<>();
         for (SnapshotEngine.SnapshotInfo i : e.listSnapshots()) images.put(i.id(), readAll(view(e, i.id())));
@@ -480,11 +484,15 @@ class SharedConcurrencyTest {
                 e.rollbackTo(Integer.toString(target));
                 e.awaitRollback();
                 p.disarm();
+                // the armed cut may still come from a background thread (the reclaimer) after the rollback's last step
+                if (p.dead()) throw new IOException("cut by a background thread after the rollback finished");
                 break;
             } catch (IOException cut) {
                 assertTrue(p.dead(), "only the power cut may fail the rollback: " + cut);
                 p.reboot();
                 e = SharedEngine.open(p.plug(ORIGIN), p.plug(COW), new SharedEngine.Options(0));
+                // a recorded rollback resumes at open: the origin reads as the target at once (then naming it again is harmless)
+                if ("ROLLING_BACK".equals(e.status().state())) assertArrayEquals(images.get(target), readAll(view(e, -1)), "the origin after a cut during the rollback");
                 for (Map.Entry<Integer, byte[]> s : images.entrySet()) {
                     assertArrayEquals(s.getValue(), readAll(view(e, s.getKey())), "snapshot-" + s.getKey() + " after a cut during the rollback");
                 }

@@ -168,7 +168,26 @@ class SharedFormatTest {
         assertField("header.nr_chunks", patch(b, 48, 5, 8), 0);
         assertField("header.nr_bitmap_chunks", patch(b, 72, 2, 4), 0);
         assertField("header.free_chunks", patch(b, 64, 999, 8), 0);
-        assertField("header.reserved", patch(b, 100, 1, 1), 0);
+        assertField("header.reserved", patch(b, 112, 1, 1), 0);
+        assertField("header.rollback_target", patch(b, 100, 1, 1), 0);                    // a target with no rollback in progress
+        assertField("header.rollback_target", patch(b, 104, 1, 1), 0);                    // a resume point with none
+        assertField("header.rollback_flags", patch(b, 96, 2, 4), 0);                      // delete-after without in-progress
+        assertField("header.rollback_flags", patch(b, 96, 5, 4), 0);                      // unknown bit
+        assertField("header.rollback_target", patch(patch(b, 96, 1, 4), 100, 64, 4), 0);  // not a snapshot ID
+        // a rollback to a snapshot that is not live decodes (check and open judge it)
+        assertEquals(5, SharedFormat.decodeHeader(patch(patch(b, 96, 1, 4), 100, 5, 4), 0).rollbackTarget());
+        Header rb = new Header(1, 8, 7, 0b1100, 1, 0, 4, 1000, 1 << 20, 990, 0, -1, 3, true, 77, snaps);
+        byte[] rbb = SharedFormat.encodeHeader(rb);
+        ByteBuffer le = ByteBuffer.wrap(rbb).order(ByteOrder.LITTLE_ENDIAN);
+        assertEquals(3, le.getInt(96), "rollback_flags: in progress, delete the target after");
+        assertEquals(3, le.getInt(100));
+        assertEquals(77, le.getLong(104));
+        assertEquals(rb, SharedFormat.decodeHeader(rbb, 0));
+        assertTrue(SharedFormat.decodeHeader(rbb, 0).rollingBack());
+        assertThrows(IllegalArgumentException.class, () -> SharedFormat.encodeHeader(new Header(1, 8, 7, 0b1100, 1, 0, 4, 1000, 1 << 20, 990, 0, -1, 5, false, 0, snaps)),
+                "a rollback to a snapshot that is not live is never written");
+        // no rollback: bytes 96..127 stay zero, as written before the fields existed (older readers open it)
+        for (int i = 96; i < 128; i++) assertEquals(0, b[i], "byte " + i);
         assertField("header.deleting_mask", patch(patch(b, 80, 0b100, 8), 88, 0, 8), 0);   // names live snapshot 2
         assertField("header.delete_resume", patch(b, 80, 0b10000, 8), 0);                  // deleting without a resume key
         assertField("header.delete_resume", patch(b, 88, 7, 8), 0);                        // resume key, nothing deleting
