@@ -12,38 +12,40 @@ import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * Appends backup entries to the log in block 0 with a pipelined group commit:
- * writers queue their entries and wait; one of them at a time (the leader) runs a
- * <em>round</em>, and the writers whose entries a round made durable return together.
+ * Appends backup entries to the log in block 0, durable before the caller returns,
+ * with flushes shared by every writer they cover and several flushes in flight at once.
  *
- * <p>A round is one flush. Before it, the leader
- * <ol>
- *   <li>writes the header (sector 0: new count, sector0) counting the entries
- *       <em>staged</em> by the previous round: their backup copies and their bytes in
- *       the log block were written before the previous round's flush began, so they
- *       are already on stable storage;</li>
- *   <li>stages what has been queued since: its entries go into the log block past the
- *       new count (bytes past the count are not part of the log, so writing them
- *       early is harmless), its tail sectors are written;</li>
- * </ol>
- * then flushes once. That flush makes the header durable (its writers return) and the
- * newly staged entries eligible for the next round's header. The invariant, for every
- * crash point: the on-disk header never counts an entry, nor names a sector0, whose
- * backup data and log bytes were not on stable storage before the header was written.
- * A lone write costs two rounds (two flushes, as a plain "data, flush, header, flush");
- * under load every round counts what the previous one staged, one flush per group.
- * (Callers have written their backup copies before they queue, and a new sector0 is
- * queued only after the block-0 content it points at has been written.)
+ * <p>A writer, under the lock: <em>stages</em> its entries (puts them into the log block
+ * past the header's count and writes the sectors they are in: bytes past the count are
+ * not part of the log, so writing them early is harmless) and takes the next ticket. Then,
+ * until a header that counts its ticket is on stable storage, it either waits for a flush
+ * in flight that covers what it needs or starts one itself (outside the lock, at most
+ * {@link #MAX_FLUSHES_IN_FLIGHT} at once: this disk overlaps concurrent fdatasyncs, so a
+ * writer need not wait for the flush in progress to end before its own can start).
+ * A flush started after ticket t was staged makes t <em>eligible</em> (its backup copies,
+ * written before it queued, and its log bytes are on stable storage); the header is then
+ * rewritten (sector 0, one atomic sector) to count every eligible ticket and to carry
+ * the newest sector0 among them, and a flush started after that write makes them durable.
  *
- * <p>A full log block is counted whole first, then copied to a free block (flushed),
- * and the next sequence starts by rewriting only sector 0: header with count 1 and
- * entry 0 pointing at that copy (flushed). Nothing is staged past a block's capacity.
+ * <p>The invariant, at every crash point: the header on disk never counts an entry, nor
+ * names a sector0, whose backup data and log bytes were not on stable storage before that
+ * header was written. (Callers write their backup copies, and the block-0 content a new
+ * sector0 points at, before they call {@link #commit}.) A lone write costs two flushes,
+ * as "data, flush, header, flush"; concurrent writes share them.
+ *
+ * <p>A full log block is counted whole and made durable first, then copied to a free
+ * block (flushed), and the next sequence starts by rewriting only sector 0: header with
+ * count 1 and entry 0 pointing at that copy (flushed). Entries that do not fit are
+ * staged into the next block (a write's entries may span the two).
  */
 final class LogCommitter {
     static final int SECTOR = 512;
+    /** Flushes in flight at most; more would only queue in the kernel. */
+    static final int MAX_FLUSHES_IN_FLIGHT = 4;
 
     /** Gives a free block for the copy of a full log block (space reserved by the engine). */
     interface LogBlockAllocator {
@@ -56,38 +58,34 @@ final class LogCommitter {
      */
     record Allocation(long block, Runnable release) {}
 
-    /**
-     * One queued entry, or (entry null) a ticket's bare sector0 change. The last item of a
-     * ticket carries its sector0 (or -1): applied with the header that counts that item.
-     */
-    private record Item(LogEntry entry, long ticket, boolean lastOfTicket, long sector0) {}
+    /** A staged ticket not yet counted: where its entries end, its sector0 (or -1), its bytes. */
+    private record Staged(long ticket, int end, long sector0, long bytes) {}
+
+    /** What a flush in flight will make durable: tickets staged, and counted, when it started. */
+    private record Flight(long staged, long counted) {}
 
     private final BlockDevice dev;
     private final int bs;
     private final int capacity;
     private final LogBlockAllocator allocator;
 
-    private final Object queueLock = new Object();
-    private final ArrayDeque<Item> queued = new ArrayDeque<>();   // guarded by queueLock
-    private long appended;                                         // guarded by queueLock
-    private volatile long durable;
+    private final ReentrantLock lock = new ReentrantLock();
+    /** Signalled whenever a flush ends, the header moves or the log fails. */
+    private final Condition changed = lock.newCondition();
+    private final LogBlock log;                                  // guarded by lock
+    private final ArrayDeque<Staged> uncounted = new ArrayDeque<>();   // guarded by lock
+    private final ArrayList<Flight> flights = new ArrayList<>();      // guarded by lock
+    private int staged;                  // log positions in use, counted or not (lock)
+    private long stagedTicket;           // the last ticket staged (lock)
+    private long eligibleTicket;         // tickets <= it are on stable storage, log bytes and backups (lock)
+    private long countedTicket;          // tickets <= it are counted by the header last written (lock)
+    private long durableTicket;          // ... by a header on stable storage (lock)
     private volatile IOException failure;
-
-    private final ReentrantLock commitLock = new ReentrantLock();
-    /** Waiters sleep on it until a round ends; guards {@code committing}. */
-    private final Object signal = new Object();
-    /** A leader is running a round (set and cleared under {@code signal}). */
-    private boolean committing;
-    private final LogBlock log;          // guarded by commitLock
-    /** Staged by the last round and flushed since: the next header counts them (commitLock). */
-    private List<Item> eligible = new ArrayList<>();
-    /** Log positions taken by {@code eligible}'s entries: [count, count + eligibleEntries) (commitLock). */
-    private int eligibleEntries;
     private volatile int count;
     private volatile long sequence;
     private volatile long backedUpBytes;
     private volatile long totalEntries;
-    private volatile long rounds;
+    private volatile long flushes;
 
     LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator) {
         this.dev = dev;
@@ -96,6 +94,7 @@ final class LogCommitter {
         this.capacity = LogBlock.capacity(bs);
         this.allocator = allocator;
         this.count = (int) initial.count();
+        this.staged = count;
         this.sequence = initial.sequence();
         this.totalEntries = count;
         for (int i = 0; i < count; i++) backedUpBytes += initial.entry(i).sizeBytes();
@@ -108,141 +107,153 @@ final class LogCommitter {
     }
 
     /**
-     * Queues entries (and a new sector0 when >= 0) whose backup copies (and block-0
-     * content) the caller has already written; returns the ticket to wait for.
+     * Logs entries (and a new sector0 when >= 0) whose backup copies (and block-0 content)
+     * the caller has already written; returns once a header counting them is on stable
+     * storage. Entries that do not fit the block wait for its rollover and go into the next.
      */
-    long append(List<LogEntry> entries, long newSector0) {
-        synchronized (queueLock) {
-            long ticket = ++appended;
-            if (entries.isEmpty()) {
-                queued.add(new Item(null, ticket, true, newSector0));
-            } else {
-                for (int i = 0; i < entries.size(); i++) {
-                    boolean last = i == entries.size() - 1;
-                    queued.add(new Item(entries.get(i), ticket, last, last ? newSector0 : -1));
-                }
-            }
-            return ticket;
-        }
-    }
-
-    /**
-     * Returns once everything queued up to {@code ticket} is on stable storage. Waiters
-     * sleep until a round ends; those it made durable return at once, and one of the
-     * others leads the next round. (Waiting on the commit lock instead would keep a
-     * writer whose entries are already durable queued behind the next round.)
-     */
-    void awaitDurable(long ticket) throws IOException {
-        boolean interrupted = false;
+    void commit(List<LogEntry> entries, long newSector0) throws IOException {
+        lock.lock();
         try {
-            while (true) {
-                synchronized (signal) {
-                    while (true) {
-                        if (failure != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + failure.getMessage(), failure);
-                        if (durable >= ticket) return;
-                        if (!committing) {
-                            committing = true;   // the leader: runs a round below, outside the monitor
-                            break;
-                        }
-                        try {
-                            signal.wait();
-                        } catch (InterruptedException e) {
-                            interrupted = true;   // the round is not abandoned halfway
-                        }
-                    }
+            int done = 0;
+            do {
+                checkFailure();
+                int n = entries.size() - done;
+                if (n > 0 && staged == capacity) {
+                    makeRoom();
+                    continue;
                 }
-                try {
-                    runRound();
-                } finally {
-                    synchronized (signal) {
-                        committing = false;
-                        signal.notifyAll();
-                    }
-                }
-            }
+                n = Math.min(n, capacity - staged);
+                boolean last = done + n == entries.size();
+                long ticket = stage(entries.subList(done, done + n), last ? newSector0 : -1);
+                done += n;
+                awaitCounted(ticket);
+            } while (done < entries.size());
         } finally {
-            if (interrupted) Thread.currentThread().interrupt();
+            lock.unlock();
         }
     }
 
-    /** The leader's part: one round, under the commit lock; any failure ends the log. */
-    private void runRound() throws IOException {
-        commitLock.lock();
-        try {
-            if (failure != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + failure.getMessage(), failure);
-            try {
-                round();
-            } catch (IOException e) {
-                failure = e;
-                throw e;
-            } catch (Throwable t) {
-                // An Error halfway through leaves the in-memory log block untrustworthy.
-                IOException e = new IOException("log commit failed: " + t, t);
-                failure = e;
-                throw e;
-            }
-        } finally {
-            commitLock.unlock();
-        }
+    private void checkFailure() throws DeviceException {
+        IOException f = failure;
+        if (f != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + f.getMessage(), f);
     }
 
-    private void round() throws IOException {
-        if (count == capacity && entryQueued()) {
-            // Nothing is staged past capacity, so the full block is counted whole. Only when
-            // an entry needs the room: the engine reserves a block per rollover its entries need.
-            rollover();
-        }
-        boolean writeHeader = !eligible.isEmpty();
-        int newCount = count + eligibleEntries;
-        long newSector0 = -1;
-        long newDurable = durable;
+    /** Puts entries past the count and writes the sectors they touch; under the lock. */
+    private long stage(List<LogEntry> entries, long sector0) throws IOException {
+        int from = staged;
         long bytes = 0;
-        for (Item it : eligible) {
-            if (it.sector0() >= 0) newSector0 = it.sector0();
-            newDurable = it.lastOfTicket() ? it.ticket() : it.ticket() - 1;
-            if (it.entry() != null) bytes += it.entry().sizeBytes();
-        }
-        // Stage what was queued since the last round, past the new count, within the block.
-        List<Item> fresh = new ArrayList<>();
-        int pos = newCount;
-        synchronized (queueLock) {
-            while (!queued.isEmpty()) {
-                Item it = queued.peek();
-                if (it.entry() != null && pos == capacity) break;
-                queued.poll();
-                fresh.add(it);
-                if (it.entry() != null) log.setEntry(pos++, it.entry());
+        try {
+            for (LogEntry e : entries) {
+                log.setEntry(staged++, e);
+                bytes += e.sizeBytes();
             }
+            if (!entries.isEmpty()) {
+                // Sector 0 also carries the header, always with values already safe on disk.
+                if (LogBlock.HEADER_SIZE + from * LogBlock.ENTRY_SIZE < SECTOR) {
+                    dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
+                }
+                if (bs > SECTOR && LogBlock.HEADER_SIZE + staged * LogBlock.ENTRY_SIZE > SECTOR) {
+                    dev.write(SECTOR, ByteBuffer.wrap(log.bytes(), SECTOR, bs - SECTOR));
+                }
+            }
+        } catch (Throwable t) {
+            throw fail(t);
         }
-        int freshEntries = pos - newCount;
-        if (!writeHeader && fresh.isEmpty()) return;
-        if (freshEntries > 0 && bs > SECTOR && LogBlock.HEADER_SIZE + pos * LogBlock.ENTRY_SIZE > SECTOR) {
-            // The staged entries reach past sector 0 (sectors holding counted entries are rewritten unchanged).
-            dev.write(SECTOR, ByteBuffer.wrap(log.bytes(), SECTOR, bs - SECTOR));
-        }
-        boolean freshInSector0 = freshEntries > 0 && LogBlock.HEADER_SIZE + newCount * LogBlock.ENTRY_SIZE < SECTOR;
-        if (writeHeader) {
-            if (newSector0 >= 0) log.setSector0(newSector0);
-            log.setCount(newCount);
-        }
-        if (writeHeader || freshInSector0) dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
-        dev.flush();
-        rounds++;
-        if (writeHeader) {
-            totalEntries += eligibleEntries;
-            backedUpBytes += bytes;
-            count = newCount;
-        }
-        eligible = fresh;
-        eligibleEntries = freshEntries;
-        if (writeHeader) durable = newDurable;
+        long ticket = ++stagedTicket;
+        uncounted.add(new Staged(ticket, staged, sector0, bytes));
+        return ticket;
     }
 
-    private boolean entryQueued() {
-        synchronized (queueLock) {
-            for (Item it : queued) if (it.entry() != null) return true;
-            return false;
+    /** Returns once a header on stable storage counts {@code ticket}; under the lock. */
+    private void awaitCounted(long ticket) throws IOException {
+        while (true) {
+            checkFailure();
+            if (durableTicket >= ticket) return;
+            if (countedTicket < eligibleTicket) writeHeader();
+            boolean covered = false;
+            for (Flight f : flights) {
+                // A flight in progress brings this ticket one step on: wait for it.
+                if (eligibleTicket < ticket ? f.staged() >= ticket : f.counted() >= ticket) covered = true;
+            }
+            if (covered || flights.size() >= MAX_FLUSHES_IN_FLIGHT) {
+                changed.awaitUninterruptibly();
+            } else {
+                flushUnlocked();
+            }
         }
+    }
+
+    /** Counts every eligible ticket: sector 0 with the new count and sector0; under the lock. */
+    private void writeHeader() throws IOException {
+        int newCount = count;
+        long sector0 = -1;
+        long bytes = 0;
+        int entries = 0;
+        while (!uncounted.isEmpty() && uncounted.peek().ticket() <= eligibleTicket) {
+            Staged st = uncounted.poll();
+            entries += st.end() - newCount;
+            newCount = st.end();
+            if (st.sector0() >= 0) sector0 = st.sector0();
+            bytes += st.bytes();
+        }
+        try {
+            if (sector0 >= 0) log.setSector0(sector0);
+            log.setCount(newCount);
+            dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+        countedTicket = eligibleTicket;
+        count = newCount;
+        totalEntries += entries;
+        backedUpBytes += bytes;
+        changed.signalAll();
+    }
+
+    /** One flush, with the lock released while it runs; records what it made durable. */
+    private void flushUnlocked() throws IOException {
+        Flight f = new Flight(stagedTicket, countedTicket);
+        flights.add(f);
+        Throwable error = null;
+        lock.unlock();
+        try {
+            dev.flush();
+        } catch (Throwable t) {
+            error = t;
+        } finally {
+            lock.lock();
+            flights.remove(f);
+            changed.signalAll();
+        }
+        if (error != null) throw fail(error);
+        flushes++;
+        eligibleTicket = Math.max(eligibleTicket, f.staged());
+        durableTicket = Math.max(durableTicket, f.counted());
+    }
+
+    /** The block is full: once all of it is counted and durable, roll over; under the lock. */
+    private void makeRoom() throws IOException {
+        if (durableTicket < stagedTicket) {
+            awaitCounted(stagedTicket);
+            return;
+        }
+        while (!flights.isEmpty()) changed.awaitUninterruptibly();   // nobody flushes mid-rollover
+        checkFailure();
+        if (staged != capacity) return;
+        try {
+            rollover();
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+        changed.signalAll();
+    }
+
+    /** Records the first failure (the in-memory log is no longer trusted) and wakes everyone. */
+    private IOException fail(Throwable t) {
+        IOException e = t instanceof IOException io ? io : new IOException("log commit failed: " + t, t);
+        if (failure == null) failure = e;
+        changed.signalAll();
+        return e;
     }
 
     /** The log block is full and durable: copy it away and start the next sequence. */
@@ -255,11 +266,13 @@ final class LogCommitter {
             dev.flush();
             int crc = BowCrc.entryChecksum(0, bs, full, 0, bs);
             sequence++;
-            count = 1;
             log.initHeader(LogBlock.MAGIC, bs, 1, (int) sequence, log.sector0());
             log.setEntry(0, new LogEntry(0, dest * (bs / 512), bs, crc));
             dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
             dev.flush();
+            flushes += 2;
+            count = 1;
+            staged = 1;
             totalEntries++;
             backedUpBytes += bs;
         } finally {
@@ -275,15 +288,19 @@ final class LogCommitter {
 
     long totalEntries() { return totalEntries; }
 
-    /** Rounds (one flush each, rollovers not counted) since this committer started. */
-    long rounds() { return rounds; }
+    /** Flushes this committer has made. */
+    long flushes() { return flushes; }
 
     IOException failure() { return failure; }
 
-    /** Waits for any commit in progress to finish (used before a state change). */
+    /** Waits for any flush in progress to finish (used before a state change). */
     void quiesce() {
-        commitLock.lock();
-        commitLock.unlock();
+        lock.lock();
+        try {
+            while (!flights.isEmpty()) changed.awaitUninterruptibly();
+        } finally {
+            lock.unlock();
+        }
     }
 
     LogBlock logForCommit() { return log; }
