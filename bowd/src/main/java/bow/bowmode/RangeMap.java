@@ -1,9 +1,6 @@
 package bow.bowmode;
 
 import java.util.Arrays;
-import java.util.Map;
-import java.util.TreeMap;
-import java.util.TreeSet;
 
 /**
  * The type of every block of the device as a step function: a sorted list of
@@ -11,29 +8,46 @@ import java.util.TreeSet;
  * boundary. Neighbouring runs never share a type (they are merged on every
  * change), so the number of boundaries is the number of ranges.
  *
- * <p>Boundaries live in chunks of primitive arrays (about 9 bytes a range)
- * indexed by a TreeMap on each chunk's first boundary, so lookup, split and merge
- * are O(log n) and a million fragmented free ranges take a few tens of MB. A set
- * of the chunks that hold a FREE run finds free space without scanning.
+ * <p>Boundaries live in chunks of primitive arrays (about 9 bytes a range).
+ * The index of the chunks is flat: a sorted {@code long[]} of each chunk's first
+ * boundary next to the {@code Chunk[]}, searched by bisection. A million
+ * fragmented ranges make some 10^4 chunks, whose keys (a few hundred KB) stay in
+ * the CPU caches where a TreeMap's nodes did not; splitting or dropping a chunk
+ * shifts the arrays, once per many changes. Chunks split when full and merge with
+ * a neighbour when nearly empty. A bit per chunk says whether it holds a FREE run,
+ * so the lowest and highest free run are found without walking chunks.
  *
  * <p>Not thread-safe: the engine guards it with its map lock.
  */
 public final class RangeMap {
-    private static final int CAPACITY = 256;
+    /** Boundaries per chunk; see bench/RESULTS.md ("range map") for how it was chosen. */
+    static final int DEFAULT_CAPACITY = 256;
+
+    private static final int FREE = RangeType.FREE.ordinal();
 
     private static final class Chunk {
-        long key;                 // == starts[0]
-        final long[] starts = new long[CAPACITY];
-        final byte[] types = new byte[CAPACITY];
+        final long[] starts;
+        final byte[] types;
         int n;
-        int freeRuns;
         /** Runs of each type that start in this chunk: a walk for one type skips chunks without it. */
         final int[] runsOf = new int[RangeType.VALUES.length];
+
+        Chunk(int capacity) {
+            starts = new long[capacity];
+            types = new byte[capacity];
+        }
     }
 
     private final long blocks;
-    private final TreeMap<Long, Chunk> chunks = new TreeMap<>();
-    private final TreeSet<Long> chunksWithFree = new TreeSet<>();
+    private final int capacity;
+    /** keys[i] == chunks[i].starts[0], strictly increasing, keys[0] == 0: chunk i holds the boundaries in [keys[i], keys[i + 1]). */
+    private long[] keys = new long[16];
+    private Chunk[] chunks = new Chunk[16];
+    private int nChunks;
+    /** Bit i set: chunk i holds the start of a FREE run. */
+    private long[] withFree = new long[1];
+    /** The chunk the last lookup found: the engine's allocation asks about one place several times. */
+    private int finger;
     private final long[] blocksOfType = new long[RangeType.VALUES.length];
     private int ranges;
 
@@ -41,12 +55,22 @@ public final class RangeMap {
     private long modCount;
 
     public RangeMap(long blocks, RangeType initial) {
+        this(blocks, initial, DEFAULT_CAPACITY);
+    }
+
+    /** With {@code capacity} boundaries per chunk (tests use small ones to get many chunks). */
+    RangeMap(long blocks, RangeType initial, int capacity) {
         if (blocks <= 0) throw new IllegalArgumentException("empty device");
+        if (capacity < 4) throw new IllegalArgumentException("chunk capacity " + capacity + " < 4");
         this.blocks = blocks;
-        Chunk c = new Chunk();
-        c.key = 0;
-        chunks.put(0L, c);
-        insertAt(c, 0, 0, initial);
+        this.capacity = capacity;
+        Chunk c = new Chunk(capacity);
+        c.starts[0] = 0;
+        c.types[0] = (byte) initial.ordinal();
+        c.n = 1;
+        c.runsOf[initial.ordinal()] = 1;
+        ranges = 1;
+        addChunk(0, c);
         blocksOfType[initial.ordinal()] = blocks;
     }
 
@@ -55,41 +79,57 @@ public final class RangeMap {
     /** Number of ranges (runs). */
     public int rangeCount() { return ranges; }
 
+    /** Number of chunks (for tests of the index). */
+    int chunkCount() { return nChunks; }
+
     /** Blocks currently of this type. */
     public long count(RangeType t) { return blocksOfType[t.ordinal()]; }
 
     public RangeType typeAt(long block) {
         checkBlock(block);
-        Chunk c = chunks.floorEntry(block).getValue();
+        Chunk c = chunks[chunkOf(block)];
         return RangeType.VALUES[c.types[indexOf(c, block)]];
     }
 
     /** End (exclusive) of the run that contains {@code block}. */
     public long runEnd(long block) {
         checkBlock(block);
-        Chunk c = chunks.floorEntry(block).getValue();
-        int i = indexOf(c, block);
-        return nextBoundary(c, i);
+        int ci = chunkOf(block);
+        return nextBoundary(ci, indexOf(chunks[ci], block));
     }
 
     /** Start of the lowest FREE run, or -1 when there is none. */
     public long firstFree() {
-        if (chunksWithFree.isEmpty()) return -1;
-        Chunk c = chunks.get(chunksWithFree.first());
-        for (int i = 0; i < c.n; i++) {
-            if (c.types[i] == RangeType.FREE.ordinal()) return c.starts[i];
+        int ci = -1;
+        for (int w = 0, words = wordsFor(nChunks); w < words; w++) {
+            if (withFree[w] != 0) {
+                ci = (w << 6) + Long.numberOfTrailingZeros(withFree[w]);
+                break;
+            }
         }
-        throw new IllegalStateException("free index out of step with chunk " + c.key);
+        if (ci < 0) return -1;
+        Chunk c = chunks[ci];
+        for (int i = 0; i < c.n; i++) {
+            if (c.types[i] == FREE) return c.starts[i];
+        }
+        throw new IllegalStateException("free index out of step with chunk " + ci + " at " + keys[ci]);
     }
 
     /** Start of the highest FREE run, or -1 when there is none. */
     public long lastFree() {
-        if (chunksWithFree.isEmpty()) return -1;
-        Chunk c = chunks.get(chunksWithFree.last());
-        for (int i = c.n - 1; i >= 0; i--) {
-            if (c.types[i] == RangeType.FREE.ordinal()) return c.starts[i];
+        int ci = -1;
+        for (int w = wordsFor(nChunks) - 1; w >= 0; w--) {
+            if (withFree[w] != 0) {
+                ci = (w << 6) + 63 - Long.numberOfLeadingZeros(withFree[w]);
+                break;
+            }
         }
-        throw new IllegalStateException("free index out of step with chunk " + c.key);
+        if (ci < 0) return -1;
+        Chunk c = chunks[ci];
+        for (int i = c.n - 1; i >= 0; i--) {
+            if (c.types[i] == FREE) return c.starts[i];
+        }
+        throw new IllegalStateException("free index out of step with chunk " + ci + " at " + keys[ci]);
     }
 
     /** Sets blocks [from, to) to {@code type}, merging with neighbours of the same type. */
@@ -103,9 +143,10 @@ public final class RangeMap {
         // Account the blocks that change type.
         long pos = from;
         while (pos < to) {
-            Chunk c = chunks.floorEntry(pos).getValue();
+            int ci = chunkOf(pos);
+            Chunk c = chunks[ci];
             int i = indexOf(c, pos);
-            long end = Math.min(nextBoundary(c, i), to);
+            long end = Math.min(nextBoundary(ci, i), to);
             blocksOfType[c.types[i]] -= end - pos;
             pos = end;
         }
@@ -121,37 +162,43 @@ public final class RangeMap {
     }
 
     /**
-     * The common case of {@link #set} in one tree lookup: the block before {@code from}, the
-     * range and the block at {@code to} all lie in one chunk that has room for two more
-     * boundaries. Rewrites the chunk's boundaries in [from, to] in place; false (nothing
-     * changed) when the case does not apply.
+     * The common case of {@link #set} in one index lookup: the range and the block at
+     * {@code to} lie in one chunk that has room for two more boundaries, and the chunk
+     * keeps at least one. Rewrites the chunk's boundaries in [from, to] in place (the
+     * type before {@code from} may come from the previous chunk's last run); false
+     * (nothing changed) when the case does not apply.
      */
     private boolean setWithinChunk(long from, long to, RangeType type) {
-        Chunk c = chunks.floorEntry(from).getValue();
+        int ci = chunkOf(from);
+        Chunk c = chunks[ci];
         int n = c.n;
-        if (from <= c.key || c.starts[n - 1] < to || n + 2 > CAPACITY) return false;
+        if (to >= nextKey(ci) || n + 2 > capacity) return false;
         long[] st = c.starts;
         byte[] ty = c.types;
         int i = indexOf(c, from);          // the run holding from
-        int j = indexOf(c, to);            // the run holding to (to < blocks: a boundary is at or past it)
+        int j = indexOf(c, to);            // the run holding to (to < the next chunk's key)
+        byte t = (byte) type.ordinal();
+        byte atTo = ty[j];
+        int before;                        // the type of block from - 1, -1 for none
+        if (st[i] < from) before = ty[i];
+        else if (i > 0) before = ty[i - 1];
+        else if (ci > 0) {
+            Chunk p = chunks[ci - 1];
+            before = p.types[p.n - 1];
+        } else before = -1;
+        int a = st[i] < from ? i + 1 : i;                 // first boundary >= from
+        int b = j + 1;                                    // first boundary > to
+        int m = (before != t ? 1 : 0) + (atTo != t ? 1 : 0);
+        int newN = n + m - (b - a);
+        if (newN == 0) return false;       // the chunk would go: the general path drops it
+
         for (int k = i; k <= j; k++) {
             long s = Math.max(st[k], from);
             long e = k < j ? st[k + 1] : to;
             if (e > s) blocksOfType[ty[k]] -= e - s;
         }
-        blocksOfType[type.ordinal()] += to - from;
-        byte t = (byte) type.ordinal();
-        byte atTo = ty[j];
-        byte before = st[i] < from ? ty[i] : ty[i - 1];   // i >= 1 when st[i] == from > key
-        int a = st[i] < from ? i + 1 : i;                 // first boundary >= from
-        int b = j + 1;                                    // first boundary > to
-        int m = (before != t ? 1 : 0) + (atTo != t ? 1 : 0);
-        byte free = (byte) RangeType.FREE.ordinal();
-        int freeDelta = 0;
-        for (int k = a; k < b; k++) {
-            if (ty[k] == free) freeDelta--;
-            c.runsOf[ty[k]]--;
-        }
+        blocksOfType[t] += to - from;
+        for (int k = a; k < b; k++) c.runsOf[ty[k]]--;
         System.arraycopy(st, b, st, a + m, n - b);
         System.arraycopy(ty, b, ty, a + m, n - b);
         int w = a;
@@ -159,20 +206,17 @@ public final class RangeMap {
             st[w] = from;
             ty[w++] = t;
             c.runsOf[t]++;
-            if (t == free) freeDelta++;
         }
         if (atTo != t) {
             st[w] = to;
             ty[w] = atTo;
             c.runsOf[atTo]++;
-            if (atTo == free) freeDelta++;
         }
-        c.n = n + m - (b - a);
-        ranges += m - (b - a);
-        int oldFree = c.freeRuns;
-        c.freeRuns += freeDelta;
-        if (oldFree == 0 && c.freeRuns > 0) chunksWithFree.add(c.key);
-        else if (oldFree > 0 && c.freeRuns == 0) chunksWithFree.remove(c.key);
+        c.n = newN;
+        ranges += newN - n;
+        if (a == 0) keys[ci] = st[0];
+        updateFree(ci);
+        if (newN < n) mergeAround(ci);
         return true;
     }
 
@@ -180,11 +224,12 @@ public final class RangeMap {
     public long[] runsOf(RangeType type) {
         int t = type.ordinal();
         long total = 0;
-        for (Chunk c : chunks.values()) total += c.runsOf[t];
+        for (int ci = 0; ci < nChunks; ci++) total += chunks[ci].runsOf[t];
         long[] out = new long[(int) (2 * total)];     // exact: the per-chunk counts say how many
         int n = 0;
-        for (Chunk c : chunks.values()) {
-            if (n > 0 && out[n - 1] == -1) out[n - 1] = c.key;   // a run that ended at this chunk's start
+        for (int ci = 0; ci < nChunks; ci++) {
+            Chunk c = chunks[ci];
+            if (n > 0 && out[n - 1] == -1) out[n - 1] = keys[ci];   // a run that ended at this chunk's start
             if (c.runsOf[t] == 0) continue;
             for (int i = 0; i < c.n; i++) {
                 if (c.types[i] == t) {
@@ -200,9 +245,10 @@ public final class RangeMap {
 
     /** Calls {@code visitor} for each run, in order. */
     public void forEach(RunVisitor visitor) {
-        for (Chunk c : chunks.values()) {
+        for (int ci = 0; ci < nChunks; ci++) {
+            Chunk c = chunks[ci];
             for (int i = 0; i < c.n; i++) {
-                visitor.run(c.starts[i], nextBoundary(c, i), RangeType.VALUES[c.types[i]]);
+                visitor.run(c.starts[i], nextBoundary(ci, i), RangeType.VALUES[c.types[i]]);
             }
         }
     }
@@ -210,22 +256,24 @@ public final class RangeMap {
     /** Calls {@code visitor} for each run that overlaps [from, to), clipped to it. */
     public void forEachIn(long from, long to, RunVisitor visitor) {
         if (from >= to) return;
-        // One tree lookup, then walk the chunks in order: O(log n + runs visited). A
+        // One lookup, then walk the chunks in order: O(log n + runs visited). A
         // visitor may change the map; then the walk looks its place up again.
-        Chunk c = chunks.floorEntry(from).getValue();
+        int ci = chunkOf(from);
+        Chunk c = chunks[ci];
         int i = indexOf(c, from);
         long pos = from;
         while (pos < to) {
-            long end = Math.min(nextBoundary(c, i), to);
+            long end = Math.min(nextBoundary(ci, i), to);
             long seen = modCount;
             visitor.run(pos, end, RangeType.VALUES[c.types[i]]);
             pos = end;
             if (pos >= to) return;
             if (seen != modCount) {
-                c = chunks.floorEntry(pos).getValue();
+                ci = chunkOf(pos);
+                c = chunks[ci];
                 i = indexOf(c, pos);
             } else if (++i == c.n) {
-                c = chunks.higherEntry(c.key).getValue();
+                c = chunks[++ci];
                 i = 0;
             }
         }
@@ -240,14 +288,14 @@ public final class RangeMap {
     public void forEachOfTypeIn(long from, long to, RangeType type, RunVisitor visitor) {
         if (from >= to) return;
         int t = type.ordinal();
-        long startKey = chunks.floorKey(from);
-        for (Chunk c : chunks.subMap(startKey, true, to, false).values()) {
+        for (int ci = chunkOf(from); ci < nChunks && keys[ci] < to; ci++) {
+            Chunk c = chunks[ci];
             if (c.runsOf[t] == 0) continue;
             for (int i = 0; i < c.n; i++) {
                 if (c.types[i] != t) continue;
                 long s = c.starts[i];
                 if (s >= to) return;
-                long e = nextBoundary(c, i);
+                long e = nextBoundary(ci, i);
                 if (e <= from) continue;
                 visitor.run(Math.max(s, from), Math.min(e, to), type);
             }
@@ -259,10 +307,62 @@ public final class RangeMap {
         void run(long start, long end, RangeType type);
     }
 
+    /** Checks the index against the chunks it indexes; throws IllegalStateException on the first fault (tests). */
+    void checkInvariants() {
+        if (nChunks < 1 || keys[0] != 0) throw new IllegalStateException("no chunk at block 0");
+        long[] counts = new long[RangeType.VALUES.length];
+        int total = 0;
+        int last = -1;
+        for (int ci = 0; ci < nChunks; ci++) {
+            Chunk c = chunks[ci];
+            if (c.n < 1 || c.n > capacity) throw new IllegalStateException("chunk " + ci + " holds " + c.n);
+            if (keys[ci] != c.starts[0]) throw new IllegalStateException("key " + keys[ci] + " of chunk " + ci + " starting at " + c.starts[0]);
+            if (ci > 0 && keys[ci] <= keys[ci - 1]) throw new IllegalStateException("keys out of order at chunk " + ci);
+            int[] runs = new int[RangeType.VALUES.length];
+            for (int i = 0; i < c.n; i++) {
+                if (i > 0 && c.starts[i] <= c.starts[i - 1]) throw new IllegalStateException("boundaries out of order in chunk " + ci);
+                if (c.types[i] == last) throw new IllegalStateException("neighbours of one type at " + c.starts[i]);
+                last = c.types[i];
+                runs[c.types[i]]++;
+                counts[c.types[i]] += nextBoundary(ci, i) - c.starts[i];
+            }
+            if (!Arrays.equals(runs, c.runsOf)) throw new IllegalStateException("run counts of chunk " + ci);
+            boolean bit = (withFree[ci >>> 6] & (1L << ci)) != 0;
+            if (bit != (runs[FREE] > 0)) throw new IllegalStateException("free bit of chunk " + ci);
+            total += c.n;
+            if (ci > 0 && chunks[ci - 1].n + c.n <= capacity / 2) throw new IllegalStateException("chunks " + (ci - 1) + " and " + ci + " not merged");
+        }
+        if (nextKey(nChunks - 1) != blocks || chunks[nChunks - 1].starts[chunks[nChunks - 1].n - 1] >= blocks) {
+            throw new IllegalStateException("last boundary past the device");
+        }
+        for (int b = nChunks; b < withFree.length * 64; b++) {
+            if ((withFree[b >>> 6] & (1L << b)) != 0) throw new IllegalStateException("free bit past the chunks: " + b);
+        }
+        for (int ci = nChunks; ci < chunks.length; ci++) {
+            if (chunks[ci] != null) throw new IllegalStateException("stale chunk reference " + ci);
+        }
+        if (total != ranges) throw new IllegalStateException(ranges + " ranges counted, " + total + " held");
+        if (!Arrays.equals(counts, blocksOfType)) throw new IllegalStateException("blocks per type");
+    }
+
     // ---- internals ----
 
     private void checkBlock(long block) {
         if (block < 0 || block >= blocks) throw new IllegalArgumentException("block " + block + " outside 0.." + blocks);
+    }
+
+    /** Index of the chunk that holds the last boundary <= block (0 <= block). */
+    private int chunkOf(long block) {
+        long[] k = keys;
+        int f = finger;
+        if (f < nChunks && k[f] <= block && (f + 1 == nChunks || k[f + 1] > block)) return f;
+        int lo = 0, hi = nChunks - 1;      // k[0] == 0 <= block
+        while (lo < hi) {
+            int mid = (lo + hi + 1) >>> 1;
+            if (k[mid] <= block) lo = mid; else hi = mid - 1;
+        }
+        finger = lo;
+        return lo;
     }
 
     /** Index of the last boundary <= block in c. */
@@ -271,36 +371,35 @@ public final class RangeMap {
         return i >= 0 ? i : -i - 2;
     }
 
-    private long nextBoundary(Chunk c, int i) {
-        if (i + 1 < c.n) return c.starts[i + 1];
-        Map.Entry<Long, Chunk> next = chunks.higherEntry(c.key);
-        return next == null ? blocks : next.getKey();
+    private long nextKey(int ci) {
+        return ci + 1 < nChunks ? keys[ci + 1] : blocks;
+    }
+
+    private long nextBoundary(int ci, int i) {
+        Chunk c = chunks[ci];
+        return i + 1 < c.n ? c.starts[i + 1] : nextKey(ci);
     }
 
     /** Sets the boundary at pos to type, inserting it if absent. */
     private void put(long pos, RangeType type) {
-        Chunk c = chunks.floorEntry(pos).getValue();
+        int ci = chunkOf(pos);
+        Chunk c = chunks[ci];
         int i = Arrays.binarySearch(c.starts, 0, c.n, pos);
         if (i >= 0) {
-            if (c.types[i] == RangeType.FREE.ordinal()) freeDelta(c, -1);
             c.runsOf[c.types[i]]--;
             c.runsOf[type.ordinal()]++;
             c.types[i] = (byte) type.ordinal();
-            if (type == RangeType.FREE) freeDelta(c, +1);
+            updateFree(ci);
             return;
         }
-        int at = -i - 1;
-        if (c.n == CAPACITY) {
-            Chunk right = split(c);
-            if (pos >= right.key) {
-                c = right;
-                at -= CAPACITY / 2;
+        int at = -i - 1;                   // >= 1: keys[ci] <= pos and pos is no boundary
+        if (c.n == capacity) {
+            int half = splitChunk(ci);
+            if (at > half) {
+                c = chunks[++ci];
+                at -= half;
             }
         }
-        insertAt(c, at, pos, type);
-    }
-
-    private void insertAt(Chunk c, int at, long pos, RangeType type) {
         System.arraycopy(c.starts, at, c.starts, at + 1, c.n - at);
         System.arraycopy(c.types, at, c.types, at + 1, c.n - at);
         c.starts[at] = pos;
@@ -308,82 +407,137 @@ public final class RangeMap {
         c.n++;
         ranges++;
         c.runsOf[type.ordinal()]++;
-        if (type == RangeType.FREE) freeDelta(c, +1);
+        updateFree(ci);
     }
 
-    private Chunk split(Chunk c) {
-        int half = CAPACITY / 2;
-        Chunk right = new Chunk();
+    /** Moves the upper half of chunk ci into a new chunk ci + 1; returns how many stay. */
+    private int splitChunk(int ci) {
+        Chunk c = chunks[ci];
+        int half = c.n / 2;
+        Chunk right = new Chunk(capacity);
         int moved = c.n - half;
         System.arraycopy(c.starts, half, right.starts, 0, moved);
         System.arraycopy(c.types, half, right.types, 0, moved);
         right.n = moved;
-        right.key = right.starts[0];
         c.n = half;
-        int freeMoved = 0;
         for (int i = 0; i < moved; i++) {
-            if (right.types[i] == RangeType.FREE.ordinal()) freeMoved++;
             right.runsOf[right.types[i]]++;
             c.runsOf[right.types[i]]--;
         }
-        right.freeRuns = freeMoved;
-        c.freeRuns -= freeMoved;
-        if (c.freeRuns == 0) chunksWithFree.remove(c.key);
-        if (right.freeRuns > 0) chunksWithFree.add(right.key);
-        chunks.put(right.key, right);
-        return right;
+        addChunk(ci + 1, right);
+        updateFree(ci);
+        return half;
     }
 
     private void remove(long pos) {
-        Chunk c = chunks.floorEntry(pos).getValue();
-        int i = Arrays.binarySearch(c.starts, 0, c.n, pos);
-        if (i < 0) return;
-        removeIndexes(c, i, i + 1);
+        int ci = chunkOf(pos);
+        int i = Arrays.binarySearch(chunks[ci].starts, 0, chunks[ci].n, pos);
+        if (i >= 0) removeIndexes(ci, i, i + 1);
     }
 
-    /** Removes every boundary in [from, to] (both inclusive). */
+    /** Removes every boundary in [from, to] (both inclusive; 0 < from). */
     private void removeBoundaries(long from, long to) {
         if (from > to) return;
         while (true) {
-            Map.Entry<Long, Chunk> e = chunks.floorEntry(to);
-            Chunk c = e.getValue();
+            int ci = chunkOf(to);
+            Chunk c = chunks[ci];
             int hi = indexOf(c, to);          // last boundary <= to
-            if (hi < 0 || c.starts[hi] < from) return;
+            if (c.starts[hi] < from) return;
             int lo = Arrays.binarySearch(c.starts, 0, c.n, from);
             lo = lo >= 0 ? lo : -lo - 1;     // first boundary >= from
-            removeIndexes(c, lo, hi + 1);
+            removeIndexes(ci, lo, hi + 1);
             if (lo > 0) return;              // the rest of this chunk is below from
         }
     }
 
-    private void removeIndexes(Chunk c, int lo, int hi) {
-        int freeGone = 0;
-        for (int i = lo; i < hi; i++) {
-            if (c.types[i] == RangeType.FREE.ordinal()) freeGone++;
-            c.runsOf[c.types[i]]--;
-        }
+    private void removeIndexes(int ci, int lo, int hi) {
+        Chunk c = chunks[ci];
+        for (int i = lo; i < hi; i++) c.runsOf[c.types[i]]--;
         System.arraycopy(c.starts, hi, c.starts, lo, c.n - hi);
         System.arraycopy(c.types, hi, c.types, lo, c.n - hi);
         c.n -= hi - lo;
         ranges -= hi - lo;
-        long oldKey = c.key;
-        if (freeGone > 0) {
-            c.freeRuns -= freeGone;
-            if (c.freeRuns == 0) chunksWithFree.remove(oldKey);
+        if (c.n == 0) {                      // never chunk 0: it holds boundary 0, which stays
+            removeChunk(ci);
+        } else {
+            if (lo == 0) keys[ci] = c.starts[0];
+            updateFree(ci);
         }
-        if (c.n == 0) {
-            chunks.remove(oldKey);
-            chunksWithFree.remove(oldKey);
-        } else if (c.starts[0] != oldKey) {
-            chunks.remove(oldKey);
-            c.key = c.starts[0];
-            chunks.put(c.key, c);
-            if (chunksWithFree.remove(oldKey)) chunksWithFree.add(c.key);
-        }
+        mergeAround(ci);
     }
 
-    private void freeDelta(Chunk c, int d) {
-        c.freeRuns += d;
-        if (c.freeRuns == 0) chunksWithFree.remove(c.key); else chunksWithFree.add(c.key);
+    /**
+     * Keeps every two neighbouring chunks above half a chunk's capacity together (so chunks are
+     * a quarter full or more on average: memory per range, the index's length) after chunk ci
+     * shrank, or after the chunk at ci was dropped: merges ci with a neighbour when the two fit
+     * in half a chunk. At most two merges, and a merged chunk is half a chunk away from a split.
+     */
+    private void mergeAround(int ci) {
+        int half = capacity / 2;
+        if (ci >= nChunks || chunks[ci].n >= half) return;   // a pair with it holds more than half
+        if (ci > 0 && chunks[ci - 1].n + chunks[ci].n <= half) merge(--ci);
+        if (ci + 1 < nChunks && chunks[ci].n + chunks[ci + 1].n <= half) merge(ci);
+    }
+
+    /** Appends chunk ci + 1 to chunk ci and drops it from the index. */
+    private void merge(int ci) {
+        Chunk c = chunks[ci], r = chunks[ci + 1];
+        System.arraycopy(r.starts, 0, c.starts, c.n, r.n);
+        System.arraycopy(r.types, 0, c.types, c.n, r.n);
+        c.n += r.n;
+        for (int t = 0; t < c.runsOf.length; t++) c.runsOf[t] += r.runsOf[t];
+        removeChunk(ci + 1);
+        updateFree(ci);
+    }
+
+    // ---- the index: keys, chunks and their free bits, kept in step ----
+
+    private void addChunk(int at, Chunk c) {
+        if (nChunks == keys.length) {
+            keys = Arrays.copyOf(keys, 2 * nChunks);
+            chunks = Arrays.copyOf(chunks, 2 * nChunks);
+        }
+        if (wordsFor(nChunks + 1) > withFree.length) withFree = Arrays.copyOf(withFree, 2 * withFree.length);
+        System.arraycopy(keys, at, keys, at + 1, nChunks - at);
+        System.arraycopy(chunks, at, chunks, at + 1, nChunks - at);
+        keys[at] = c.starts[0];
+        chunks[at] = c;
+        insertBit(withFree, at, nChunks);
+        nChunks++;
+        updateFree(at);
+    }
+
+    private void removeChunk(int at) {
+        System.arraycopy(keys, at + 1, keys, at, nChunks - at - 1);
+        System.arraycopy(chunks, at + 1, chunks, at, nChunks - at - 1);
+        chunks[nChunks - 1] = null;
+        removeBit(withFree, at, nChunks);
+        nChunks--;
+    }
+
+    private void updateFree(int ci) {
+        long bit = 1L << ci;               // shifts use the low 6 bits
+        if (chunks[ci].runsOf[FREE] > 0) withFree[ci >>> 6] |= bit; else withFree[ci >>> 6] &= ~bit;
+    }
+
+    private static int wordsFor(int bits) {
+        return (bits + 63) >>> 6;
+    }
+
+    /** Shifts bits [at, bits) of w one up (w has room for bit {@code bits}); bit at becomes 0. */
+    static void insertBit(long[] w, int at, int bits) {
+        int wi = at >>> 6;
+        for (int k = bits >>> 6; k > wi; k--) w[k] = (w[k] << 1) | (w[k - 1] >>> 63);
+        long below = (1L << (at & 63)) - 1;   // bits of word wi under at
+        w[wi] = (w[wi] & below) | ((w[wi] & ~below) << 1);
+    }
+
+    /** Drops bit at of w's first {@code bits} bits: bits (at, bits) shift one down; bit bits - 1 becomes 0. */
+    static void removeBit(long[] w, int at, int bits) {
+        int wi = at >>> 6, last = (bits - 1) >>> 6;
+        long below = (1L << (at & 63)) - 1;
+        long carry = wi < last ? w[wi + 1] << 63 : 0;
+        w[wi] = (w[wi] & below) | ((w[wi] >>> 1) & ~below) | carry;
+        for (int k = wi + 1; k <= last; k++) w[k] = (w[k] >>> 1) | (k < last ? w[k + 1] << 63 : 0);
     }
 }
