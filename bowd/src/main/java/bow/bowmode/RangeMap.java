@@ -9,11 +9,11 @@ import java.util.Arrays;
  * change), so the number of boundaries is the number of ranges.
  *
  * <p>Boundaries live in chunks, each one {@code long[]} (its size, its run counts
- * per type, then its boundaries as block {@code << 3 |} type: about 8 bytes a
- * range, and one object to reach, not four). The index of the chunks is flat: a
+ * per type, then its boundaries as block {@code << 3 |} type: 8 bytes a boundary,
+ * about 17 bytes a range with chunks half to fully used, and one object to reach). The index of the chunks is flat: a
  * sorted {@code long[]} of each chunk's first boundary next to the chunks, searched
- * by bisection. A million fragmented ranges make some 10^4 chunks, whose keys (a
- * few hundred KB) stay in the CPU caches where a TreeMap's nodes did not;
+ * by bisection. A million fragmented free ranges make some 16 000 chunks, whose
+ * keys (128 KB) stay in the CPU caches where a TreeMap's nodes did not;
  * splitting or dropping a chunk shifts the arrays, once per many changes. Chunks
  * split when full and merge with a neighbour when the two fit in half a chunk. A
  * bit per chunk says whether it holds a FREE run, so the lowest and highest free
