@@ -24,8 +24,8 @@ import java.util.concurrent.locks.ReentrantLock;
  * not part of the log, so writing them early is harmless) and takes the next ticket. Then,
  * until a header that counts its ticket is on stable storage, it either waits for a flush
  * in flight that covers what it needs or starts one itself (outside the lock, at most
- * {@link #MAX_FLUSHES_IN_FLIGHT} at once: this disk overlaps concurrent fdatasyncs, so a
- * writer need not wait for the flush in progress to end before its own can start).
+ * {@code maxFlushesInFlight} at once; the engine runs one at a time, see
+ * {@link #ENGINE_FLUSHES_IN_FLIGHT}).
  * A flush started after ticket t was staged makes t <em>eligible</em> (its backup copies,
  * written before it queued, and its log bytes are on stable storage); the header is then
  * rewritten (sector 0, one atomic sector) to count every eligible ticket and to carry
@@ -35,7 +35,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * names a sector0, whose backup data and log bytes were not on stable storage before that
  * header was written. (Callers write their backup copies, and the block-0 content a new
  * sector0 points at, before they call {@link #commit}.) A lone write costs two flushes,
- * as "data, flush, header, flush"; concurrent writes share them.
+ * as "data, flush, header, flush"; concurrent writes share them: with one flush at a time,
+ * each flush counts (in the header written just before it) what the previous one made
+ * durable, and makes durable what was staged while the previous one ran.
  *
  * <p>A full log block is counted whole and made durable first, then copied to a free
  * block (flushed), and the next sequence starts by rewriting only sector 0: header with
@@ -44,8 +46,14 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 final class LogCommitter {
     static final int SECTOR = 512;
-    /** Flushes in flight at most; more would only queue in the kernel. */
-    static final int MAX_FLUSHES_IN_FLIGHT = 4;
+    /**
+     * Flushes in flight at most, for the engine: one. Measured (bench/RESULTS.md, "bow first
+     * writes"): with 2 or 4 in flight the flushes multiplied (0.5 and 1.1 per write against
+     * 0.25) and first writes got slower on this machine's disk, because each extra flush
+     * also writes back what was dirtied meanwhile. With one, a writer that arrives during a
+     * flush is staged at once and counted by the header written as soon as that flush ends.
+     */
+    static final int ENGINE_FLUSHES_IN_FLIGHT = 1;
 
     /** Gives a free block for the copy of a full log block (space reserved by the engine). */
     interface LogBlockAllocator {
@@ -68,6 +76,7 @@ final class LogCommitter {
     private final int bs;
     private final int capacity;
     private final LogBlockAllocator allocator;
+    private final int maxFlushesInFlight;
 
     private final ReentrantLock lock = new ReentrantLock();
     /** Signalled whenever a flush ends, the header moves or the log fails. */
@@ -88,6 +97,12 @@ final class LogCommitter {
     private volatile long flushes;
 
     LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator) {
+        this(dev, initial, allocator, ENGINE_FLUSHES_IN_FLIGHT);
+    }
+
+    LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator, int maxFlushesInFlight) {
+        if (maxFlushesInFlight < 1) throw new IllegalArgumentException("maxFlushesInFlight " + maxFlushesInFlight);
+        this.maxFlushesInFlight = maxFlushesInFlight;
         this.dev = dev;
         this.log = initial;
         this.bs = (int) initial.blockSize();
@@ -175,7 +190,7 @@ final class LogCommitter {
                 // A flight in progress brings this ticket one step on: wait for it.
                 if (eligibleTicket < ticket ? f.staged() >= ticket : f.counted() >= ticket) covered = true;
             }
-            if (covered || flights.size() >= MAX_FLUSHES_IN_FLIGHT) {
+            if (covered || flights.size() >= maxFlushesInFlight) {
                 changed.awaitUninterruptibly();
             } else {
                 flushUnlocked();

@@ -20,7 +20,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import static org.junit.jupiter.api.Assertions.*;
 
 /**
- * The log committer's ordering with several flushes in flight: a flush counts only what
+ * The log committer's ordering, with one flush at a time (the engine's) and with several in flight: a flush counts only what
  * was staged before it started, writers return only after a header counting them was
  * flushed, and a flush in progress does not hold back writers a later flush covers.
  */
@@ -38,7 +38,11 @@ class LogCommitterTest {
     }
 
     static LogCommitter committer(GateDevice dev, LogBlock log, long[] nextFree) {
-        return new LogCommitter(dev, log, () -> new LogCommitter.Allocation(nextFree[0]++, () -> {}));
+        return committer(dev, log, nextFree, 2);
+    }
+
+    static LogCommitter committer(GateDevice dev, LogBlock log, long[] nextFree, int flights) {
+        return new LogCommitter(dev, log, () -> new LogCommitter.Allocation(nextFree[0]++, () -> {}), flights);
     }
 
     static LogEntry entry(int i) { return new LogEntry(8L * (100 + i), 8L * (200 + i), BS, 0); }
@@ -70,6 +74,39 @@ class LogCommitterTest {
         f2.release();
         b.join(T);
         assertEquals(3, countOn(disk.durableImage()), "B's header is durable when B returns");
+    }
+
+    @Test
+    void oneFlightAtATimeAWriterArrivingDuringAFlushIsStagedAtOnceAndRidesTheNextFlush() throws Exception {
+        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
+        GateDevice dev = new GateDevice(disk);
+        LogBlock log = freshLog();
+        dev.write(0, ByteBuffer.wrap(log.bytes()));
+        dev.flush();
+        LogCommitter c = committer(dev, log, new long[] {300}, LogCommitter.ENGINE_FLUSHES_IN_FLIGHT);
+
+        Gate f1 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
+        assertTrue(f1.awaitArrived(T));
+        Gate f2 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
+        long deadline = System.nanoTime() + T.toNanos();
+        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(2).destSector() != entry(2).destSector()) {
+            assertTrue(System.nanoTime() < deadline, "B's entry is written past the count while A's flush runs");
+            Thread.sleep(1);
+        }
+        Thread.sleep(50);
+        assertFalse(f2.hasArrived(), "no second flush while one is in flight");
+        assertEquals(1, countOn(disk.liveImage()), "nothing counted yet");
+
+        f1.release();   // A eligible: the header counting A is written, and the next flush carries B's staging too
+        assertTrue(f2.awaitArrived(T));
+        assertEquals(2, countOn(disk.liveImage()), "the header counts A, not B (B was staged after F1 began)");
+        assertFalse(a.isDone(), "A waits for the flush after its header");
+        f2.release();
+        a.join(T);
+        b.join(T);   // F2 made B eligible; F3 (not gated) carried its header
+        assertEquals(3, countOn(disk.durableImage()));
     }
 
     @Test
@@ -113,7 +150,8 @@ class LogCommitterTest {
             dev.write(0, ByteBuffer.wrap(log.bytes()));
             dev.flush();
             long[] nextFree = {1200};
-            LogCommitter c = committer(dev, log, nextFree);
+            // The engine's one flight at a time, and overlapping flights.
+            LogCommitter c = committer(dev, log, nextFree, seed % 2 == 1 ? LogCommitter.ENGINE_FLUSHES_IN_FLIGHT : 1 + seed % 4);
             int threads = 2 + r.nextInt(6);
             int perThread = 10 + r.nextInt(60);
             boolean cut = r.nextInt(4) != 0;
