@@ -291,6 +291,7 @@ public final class Bowd implements Callable<Integer> {
     private FileBlockDevice open(Path p) throws IOException {
         FileBlockDevice d = FileBlockDevice.open(p, false, direct);
         opened.add(d);
+        if (d.isDirect()) log.info("{}: O_DIRECT (--direct), requests aligned to {} bytes go straight to it", p, d.directAlignment());
         return d;
     }
 
