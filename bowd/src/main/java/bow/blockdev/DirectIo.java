@@ -26,20 +26,29 @@ import java.util.concurrent.locks.ReentrantLock;
  * channel's reopen-after-interrupt does not arise on this path (the descriptor stays O_DIRECT
  * for the life of the device).
  *
- * <p>A request whose buffer address, offset or length is not aligned goes through a per-thread
- * page-aligned bounce buffer, at most {@link #MAX_BOUNCE} bytes per call. An unaligned write
+ * <p>A request whose buffer address, offset or length is not aligned goes through a
+ * page-aligned bounce buffer, at most {@link #MAX_BOUNCE} bytes per call. Bounce buffers are
+ * reused from a pool shared by all threads, not kept per thread: bowd runs up to a few hundred
+ * request threads, and 1 MiB each would break its memory bound (README, "Memory"); in use
+ * there are as many as requests being bounced, idle at most {@link #MAX_IDLE_BYTES}. An unaligned write
  * reads the aligned blocks that it covers only in part, patches them and writes them back,
  * under a lock striped by aligned block, so that two non-overlapping partial writes into one
  * block never lose each other; reads take no lock. Requests that overlap each other stay
  * undefined in their order, as on any device.
  */
 final class DirectIo {
-    /** Largest bounce buffer a thread keeps, and so the largest slice of one bounced request. */
+    /** Largest bounce buffer, and so the largest slice of one bounced request. */
     static final int MAX_BOUNCE = 1 << 20;
     private static final int STRIPES = 1024;   // power of two
 
-    /** Per-thread bounce buffer, shared by every direct device (alignment at most a page). */
-    private static final ThreadLocal<Bounce> BOUNCE = new ThreadLocal<>();
+    /** Bounce buffers of a request of at most this many bytes come from the small pool. */
+    static final int SMALL_BOUNCE = 64 << 10;
+    /** Idle bounce buffers kept for reuse, both pools together. */
+    static final long MAX_IDLE_BYTES = 16L << 20;
+    /** Idle bounce buffers, shared by every direct device (alignment at most a page). */
+    private static final java.util.concurrent.ConcurrentLinkedQueue<Bounce> SMALL = new java.util.concurrent.ConcurrentLinkedQueue<>(),
+            LARGE = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    private static final java.util.concurrent.atomic.AtomicLong idleBytes = new java.util.concurrent.atomic.AtomicLong();
 
     private final Path path;
     private final int fd;
@@ -67,15 +76,27 @@ final class DirectIo {
         }
     }
 
-    private static Bounce bounce(int bytes) {
-        Bounce b = BOUNCE.get();
-        if (b == null || b.buf.capacity() < bytes) {
-            // Grow in powers of two from 64 KiB: most threads only ever see small requests.
-            int cap = Math.max(64 << 10, Integer.highestOneBit(Math.max(1, bytes - 1)) << 1);
-            b = new Bounce(Math.min(cap, MAX_BOUNCE));
-            BOUNCE.set(b);
-        }
+    /** A bounce buffer of at least {@code bytes} (at most {@link #MAX_BOUNCE}); give it back with {@link #giveBack}. */
+    private static Bounce takeBounce(int bytes) {
+        boolean small = bytes <= SMALL_BOUNCE;
+        Bounce b = (small ? SMALL : LARGE).poll();
+        if (b == null) return new Bounce(small ? SMALL_BOUNCE : MAX_BOUNCE);
+        idleBytes.addAndGet(-b.buf.capacity());
         return b;
+    }
+
+    private static void giveBack(Bounce b) {
+        if (idleBytes.addAndGet(b.buf.capacity()) > MAX_IDLE_BYTES) {
+            idleBytes.addAndGet(-b.buf.capacity());
+            return;   // dropped: the GC frees it
+        }
+        (b.buf.capacity() == SMALL_BOUNCE ? SMALL : LARGE).offer(b);
+    }
+
+    /** Bytes a bounced request of {@code len} at {@code offset} needs per slice. */
+    private int bounceBytes(long offset, int len) {
+        long from = down(offset);
+        return (int) Math.min(up(offset + len) - from, MAX_BOUNCE);
     }
 
     private static long address(ByteBuffer direct) {
@@ -102,18 +123,22 @@ final class DirectIo {
             dst.position(dst.position() + len);
             return;
         }
-        long done = 0;
-        while (done < len) {
-            long at = offset + done;
-            long from = down(at);
-            int want = (int) Math.min(len - done, MAX_BOUNCE - (at - from));
-            int span = (int) (up(at + want) - from);
-            Bounce b = bounce(span);
-            preadFully(from, b.address, span, b.buf, 0);
-            ByteBuffer part = b.buf.duplicate();
-            part.limit((int) (at - from) + want).position((int) (at - from));
-            dst.put(part);
-            done += want;
+        Bounce b = takeBounce(bounceBytes(offset, len));
+        try {
+            long done = 0;
+            while (done < len) {
+                long at = offset + done;
+                long from = down(at);
+                int want = (int) Math.min(len - done, MAX_BOUNCE - (at - from));
+                int span = (int) (up(at + want) - from);
+                preadFully(from, b.address, span, b.buf, 0);
+                ByteBuffer part = b.buf.duplicate();
+                part.limit((int) (at - from) + want).position((int) (at - from));
+                dst.put(part);
+                done += want;
+            }
+        } finally {
+            giveBack(b);
         }
     }
 
@@ -125,6 +150,15 @@ final class DirectIo {
             src.position(src.position() + len);
             return;
         }
+        Bounce b = takeBounce(bounceBytes(offset, len));
+        try {
+            writeBounced(offset, src, len, b);
+        } finally {
+            giveBack(b);
+        }
+    }
+
+    private void writeBounced(long offset, ByteBuffer src, int len, Bounce b) throws IOException {
         long done = 0;
         while (done < len) {
             long at = offset + done;
@@ -133,7 +167,6 @@ final class DirectIo {
             long to = up(at + want);
             int span = (int) (to - from);
             boolean head = at != from, tail = at + want != to;
-            Bounce b = bounce(span);
             ReentrantLock first = null, second = null;
             if (head || tail) {
                 // Lock the partly written blocks, lower stripe first (two writers never wait on each other in a cycle).
