@@ -261,7 +261,7 @@ final class DirectIo {
         } else {
             try (Memory stx = new Memory(LinuxNative.STATX_SIZE)) {
                 stx.clear();
-                LinuxNative.statx(fd, "", LinuxNative.AT_EMPTY_PATH, LinuxNative.STATX_DIOALIGN, stx);
+                LinuxNative.Statx.statx(fd, "", LinuxNative.AT_EMPTY_PATH, LinuxNative.STATX_DIOALIGN, stx);
                 if ((stx.getInt(LinuxNative.STX_MASK) & LinuxNative.STATX_DIOALIGN) != 0) {
                     int offsetAlign = stx.getInt(LinuxNative.STX_DIO_OFFSET_ALIGN);
                     if (offsetAlign == 0) throw refused(path, "the filesystem reports no direct I/O support for it", null);
@@ -269,8 +269,8 @@ final class DirectIo {
                 }
                 devMajor = stx.getInt(LinuxNative.STX_DEV_MAJOR);
                 devMinor = stx.getInt(LinuxNative.STX_DEV_MINOR);
-            } catch (LastErrorException | UnsatisfiedLinkError e) {
-                // no statx: sysfs or a page below
+            } catch (LastErrorException | LinkageError e) {
+                // no statx (or no STATX_DIOALIGN): sysfs or a page below
             }
             if (align == 0 && devMajor >= 0) align = sysfsLogicalBlockSize(devMajor, devMinor);
         }

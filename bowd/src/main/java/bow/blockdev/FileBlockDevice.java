@@ -33,7 +33,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
  * <p>Direct mode ({@link #open(Path, boolean, boolean)} with {@code direct}, {@code bowd --direct}):
  * the native descriptor is opened with O_DIRECT and reads and writes go through it
  * ({@link DirectIo}: bounce buffers and read-modify-write for unaligned requests), bypassing
- * the page cache; the channel then carries no data. Flush, discard and the lock are the same.
+ * the page cache; the channel then carries no data, and an interrupt has nothing to close:
+ * native calls ignore it, so the descriptor, and O_DIRECT with it, stay as opened (no reopen,
+ * which would have to set O_DIRECT again). Flush, discard and the lock are the same.
  */
 public final class FileBlockDevice implements BlockDevice {
     /** Largest byte count handed to one channel call. */

@@ -69,7 +69,16 @@ public final class LinuxNative {
     public static final int STATX_SIZE = 256, STX_MASK = 0, STX_DEV_MAJOR = 136, STX_DEV_MINOR = 140,
             STX_DIO_MEM_ALIGN = 152, STX_DIO_OFFSET_ALIGN = 156;
 
-    public static native int statx(int dirfd, String path, int flags, int mask, com.sun.jna.Pointer buf) throws LastErrorException;
+    /** statx(2), registered on its own: a C library without it (glibc before 2.28) costs only this call. */
+    public static final class Statx {
+        static {
+            Native.register("c");
+        }
+
+        private Statx() {}
+
+        public static native int statx(int dirfd, String path, int flags, int mask, com.sun.jna.Pointer buf) throws LastErrorException;
+    }
 
     /** BSD lock on the open file description: not dropped when another descriptor of the file is closed. */
     public static native int flock(int fd, int operation) throws LastErrorException;
