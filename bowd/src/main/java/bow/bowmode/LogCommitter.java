@@ -81,6 +81,15 @@ final class LogCommitter {
     private final ReentrantLock lock = new ReentrantLock();
     /** Signalled whenever a flush ends, the header moves or the log fails. */
     private final Condition changed = lock.newCondition();
+    /** Signalled on staging while a flush waits for released writers to come back. */
+    private final Condition stagedCond = lock.newCondition();
+    /** The longest a flush waits for the writers the last one released. */
+    static final long MAX_LINGER_NANOS = 1_000_000;
+    private boolean lingering;           // lock
+    private long lingeredAfter = -1;     // the flush count when the last linger began (lock)
+    private long lastFlushNanos;         // lock
+    private long releasedAtLastEnd;      // tickets the last flush made durable (lock)
+    private long stagedAtLastEnd;        // stagedTicket when the last flush ended (lock)
     private final LogBlock log;                                  // guarded by lock
     private final ArrayDeque<Staged> uncounted = new ArrayDeque<>();   // guarded by lock
     private final ArrayList<Flight> flights = new ArrayList<>();      // guarded by lock
@@ -127,6 +136,7 @@ final class LogCommitter {
      * storage. Entries that do not fit the block wait for its rollover and go into the next.
      */
     void commit(List<LogEntry> entries, long newSector0) throws IOException {
+        boolean interrupted = false;
         lock.lock();
         try {
             int done = 0;
@@ -141,10 +151,11 @@ final class LogCommitter {
                 boolean last = done + n == entries.size();
                 long ticket = stage(entries.subList(done, done + n), last ? newSector0 : -1);
                 done += n;
-                awaitCounted(ticket);
+                interrupted |= awaitCounted(ticket);
             } while (done < entries.size());
         } finally {
             lock.unlock();
+            if (interrupted) Thread.currentThread().interrupt();
         }
     }
 
@@ -176,26 +187,62 @@ final class LogCommitter {
         }
         long ticket = ++stagedTicket;
         uncounted.add(new Staged(ticket, staged, sector0, bytes));
+        if (lingering) stagedCond.signal();
         return ticket;
     }
 
     /** Returns once a header on stable storage counts {@code ticket}; under the lock. */
-    private void awaitCounted(long ticket) throws IOException {
+    private boolean awaitCounted(long ticket) throws IOException {
+        boolean interrupted = false;
         while (true) {
             checkFailure();
-            if (durableTicket >= ticket) return;
+            if (durableTicket >= ticket) return interrupted;
             if (countedTicket < eligibleTicket) writeHeader();
             boolean covered = false;
             for (Flight f : flights) {
                 // A flight in progress brings this ticket one step on: wait for it.
                 if (eligibleTicket < ticket ? f.staged() >= ticket : f.counted() >= ticket) covered = true;
             }
+            if (lingering) covered = true;   // the flush about to start covers everything staged
             if (covered || flights.size() >= maxFlushesInFlight) {
                 changed.awaitUninterruptibly();
+            } else if (shouldLinger()) {
+                interrupted |= linger();
             } else {
                 flushUnlocked();
             }
         }
+    }
+
+    /**
+     * Before a flush starts: the writers the last flush released usually come back at once
+     * with their next first write. Waiting a little for them (at most half a flush, and
+     * {@link #MAX_LINGER_NANOS}) lets this flush make their entries durable, instead of the
+     * next one: a whole flush less for them to wait. Once per flush, one flight at a time only.
+     */
+    private boolean shouldLinger() {
+        return maxFlushesInFlight == 1 && flights.isEmpty() && lingeredAfter != flushes
+                && stagedTicket - stagedAtLastEnd < releasedAtLastEnd;
+    }
+
+    /** Waits (lock released) until the writers the last flush released are staged again, or a bound. */
+    private boolean linger() {
+        boolean interrupted = false;
+        lingering = true;
+        lingeredAfter = flushes;
+        long left = Math.min(lastFlushNanos / 2, MAX_LINGER_NANOS);
+        try {
+            while (stagedTicket - stagedAtLastEnd < releasedAtLastEnd && left > 0 && failure == null) {
+                try {
+                    left = stagedCond.awaitNanos(left);
+                } catch (InterruptedException e) {
+                    interrupted = true;   // kept for the caller; no device I/O runs interrupted
+                }
+            }
+        } finally {
+            lingering = false;
+        }
+        return interrupted;
     }
 
     /** Counts every eligible ticket: sector 0 with the new count and sector0; under the lock. */
@@ -230,6 +277,7 @@ final class LogCommitter {
         Flight f = new Flight(stagedTicket, countedTicket);
         flights.add(f);
         Throwable error = null;
+        long t0 = System.nanoTime();
         lock.unlock();
         try {
             dev.flush();
@@ -242,8 +290,11 @@ final class LogCommitter {
         }
         if (error != null) throw fail(error);
         flushes++;
+        lastFlushNanos = System.nanoTime() - t0;
         eligibleTicket = Math.max(eligibleTicket, f.staged());
+        releasedAtLastEnd = Math.max(0, f.counted() - durableTicket);
         durableTicket = Math.max(durableTicket, f.counted());
+        stagedAtLastEnd = stagedTicket;
     }
 
     /** The block is full: once all of it is counted and durable, roll over; under the lock. */
