@@ -60,6 +60,10 @@ public final class PersistentStore {
     private final ArrayDeque<Batch> queue = new ArrayDeque<>();   // guarded by commitLock: copies written, not known durable
     private final ArrayDeque<Batch> ready = new ArrayDeque<>();   // guarded by commitLock: copies durable, in no area yet
     private boolean committerActive;                              // guarded by commitLock
+    private final Condition queued = commitLock.newCondition();   // a batch was queued while the committer lingers
+    private boolean lingering;                                    // guarded by commitLock
+    private int lastReleased;                                     // guarded by commitLock: writers the last round released
+    private long lastFlushNanos;                                  // guarded by commitLock
     private final java.util.concurrent.atomic.AtomicLong roundFlushes = new java.util.concurrent.atomic.AtomicLong();
 
     private static final class Batch {
@@ -326,9 +330,11 @@ public final class PersistentStore {
     public void commit(long[] olds, long[] news, int n) throws IOException {
         if (n == 0) return;
         Batch mine = new Batch(olds, news, n);
+        boolean interrupted = false;
         commitLock.lock();
         try {
             queue.add(mine);
+            if (lingering) queued.signal();
             while (!mine.done) {
                 if (committerActive) {
                     commitDone.awaitUninterruptibly();
@@ -336,7 +342,7 @@ public final class PersistentStore {
                 }
                 committerActive = true;
                 try {
-                    runRounds(mine);
+                    interrupted |= runRounds(mine);
                 } finally {
                     // Given back whatever happened, or every later commit would wait forever; the
                     // next waiter whose batch is not committed yet takes over.
@@ -346,14 +352,20 @@ public final class PersistentStore {
             }
         } finally {
             commitLock.unlock();
+            if (interrupted) Thread.currentThread().interrupt();
         }
         if (mine.error != null) {
             throw new DeviceException(DeviceException.errnoOf(mine.error), "committing exceptions failed: " + mine.error.getMessage(), mine.error);
         }
     }
 
-    /** Commit rounds until {@code mine} is committed (or failed). Called and returns with commitLock held. */
-    private void runRounds(Batch mine) {
+    /**
+     * Commit rounds until {@code mine} is committed (or failed). Called and returns with
+     * commitLock held. True if the thread was interrupted meanwhile (the flag is cleared, so
+     * that no device I/O runs interrupted; the caller sets it again).
+     */
+    private boolean runRounds(Batch mine) {
+        boolean interrupted = false;
         while (!mine.done) {
             List<Batch> writing = new ArrayList<>(ready);
             ready.clear();
@@ -371,8 +383,10 @@ public final class PersistentStore {
             if (failure == null) {
                 // Every batch queued so far had its chunk copy written before it was queued, so
                 // the flush that starts now makes those copies durable.
+                if (linger()) interrupted = true;
                 copying = new ArrayList<>(queue);
                 queue.clear();
+                long f0 = System.nanoTime();
                 commitLock.unlock();
                 try {
                     flushRound();
@@ -381,10 +395,11 @@ public final class PersistentStore {
                 } finally {
                     commitLock.lock();
                 }
+                lastFlushNanos = System.nanoTime() - f0;
             }
             if (failure != null) {
                 failAll(failure, writing, copying);
-                return;
+                return interrupted;
             }
             synchronized (this) {
                 for (Batch b : writing) {
@@ -395,9 +410,40 @@ public final class PersistentStore {
                 }
             }
             for (Batch b : writing) b.done = true;
+            lastReleased = writing.size();
             ready.addAll(copying);
             if (!writing.isEmpty()) commitDone.signalAll();
         }
+        return interrupted;
+    }
+
+    /** The longest a round waits for the writers it released to come back (bench/RESULTS.md, "persistent first writes"). */
+    static final long MAX_LINGER_NANOS = 1_000_000;
+
+    /**
+     * Before a round's flush starts: the writers the last round released usually come back at
+     * once with their next first write; waiting a little (at most half a flush, bounded) for
+     * them lets this flush make their copies durable, instead of the next one. Called with
+     * commitLock held; never waits when the last round released nobody.
+     */
+    private boolean linger() {
+        int want = lastReleased;
+        if (want == 0 || queue.size() >= want) return false;
+        boolean interrupted = false;
+        long left = Math.min(lastFlushNanos / 2, MAX_LINGER_NANOS);
+        lingering = true;
+        try {
+            while (queue.size() < want && left > 0) {
+                try {
+                    left = queued.awaitNanos(left);
+                } catch (InterruptedException e) {
+                    interrupted = true;   // as awaitUninterruptibly: kept, set again once the commit is done
+                }
+            }
+        } finally {
+            lingering = false;
+        }
+        return interrupted;
     }
 
     /**
