@@ -430,12 +430,13 @@ public final class PersistentStore {
         int want = lastReleased;
         if (want == 0 || queue.size() >= want) return false;
         boolean interrupted = false;
-        long left = Math.min(lastFlushNanos / 2, MAX_LINGER_NANOS);
+        long deadline = System.nanoTime() + Math.min(lastFlushNanos / 2, MAX_LINGER_NANOS);
         lingering = true;
         try {
-            while (queue.size() < want && left > 0) {
+            long left;
+            while (queue.size() < want && (left = deadline - System.nanoTime()) > 0) {
                 try {
-                    left = queued.awaitNanos(left);
+                    queued.awaitNanos(left);
                 } catch (InterruptedException e) {
                     interrupted = true;   // as awaitUninterruptibly: kept, set again once the commit is done
                 }
