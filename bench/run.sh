@@ -8,6 +8,7 @@
 # the summary table into README.md between the bench markers. See bench/README.md.
 #
 # BENCH_QUICK=1: the fast mode (small regions, 2 s runs, nbdkit file + bowd only): under 3 minutes.
+# BENCH_BOWD_FLAGS: extra flags for every bowd the benchmark starts (e.g. --direct).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -279,7 +280,8 @@ else
 fi
 sync "$IMG"
 
-BOWD=("$top/bin/bowd" --socket "$SOCK" --control "$CTL")
+read -r -a BOWD_FLAGS <<<"${BENCH_BOWD_FLAGS:-}"
+BOWD=("$top/bin/bowd" --socket "$SOCK" --control "$CTL" ${BOWD_FLAGS[@]+"${BOWD_FLAGS[@]}"})
 
 # ------------------------------------------------------------------ peers
 # The reference runs first and, unless BENCH_QUICK, once more at the end: the machine's load
@@ -458,7 +460,7 @@ if [[ " $PEERS " == *" bow "* ]]; then
     VERIFY=$(to_bytes "${BENCH_VERIFY_SIZE:-$([ "$QUICK" = 1 ] && echo 256M || echo 4G)}")
     VIMG=$T/verify.img
     rm -f "$VIMG"; truncate -s $((2 * VERIFY + (64 << 20))) "$VIMG"
-    start_server bowd-verify "$top/bin/bowd" --socket "$SOCK" --control "$CTL" --mode bow --device "$VIMG" --block-size 4096
+    start_server bowd-verify "${BOWD[@]}" --mode bow --device "$VIMG" --block-size 4096
     bowctl_cmd trim --offset "$VERIFY" --length $((VERIFY + (64 << 20))) >/dev/null
     bowctl_cmd checkpoint start >/dev/null
     say "bow: $((VERIFY >> 20)) MiB of first writes for log verify"
@@ -519,7 +521,7 @@ machine_info() {
     echo "- fio: $(fio --version); nbdkit: $(nbdkit --version 2>/dev/null | head -1 || echo -); qemu-nbd: $(qemu-nbd --version 2>/dev/null | head -1 | cut -d' ' -f2 || echo -); libnbd: $(nbdinfo --version 2>/dev/null | head -1)"
     echo "- bowd: $(cd "$top" && git describe --always --dirty 2>/dev/null || echo '?')"
     echo "- load average (1/5/15 min) at the start: $LOAD_START; at the end: $LOAD_END; 1-min load when each server started: $(IFS=,; echo "${LOADS[*]}" | sed 's/,/, /g')"
-    echo "- settings: $([ "$QUICK" = 1 ] && echo 'BENCH_QUICK=1 ')BENCH_SIZE=$((SIZE >> 20))M BENCH_RUNTIME=${RUNTIME}s BENCH_WARMUP=${WARMUP}s BENCH_ROLLBACK_SIZE=$((ROLLBACK >> 20))M; peers: $PEERS"
+    echo "- settings: $([ "$QUICK" = 1 ] && echo 'BENCH_QUICK=1 ')BENCH_SIZE=$((SIZE >> 20))M BENCH_RUNTIME=${RUNTIME}s BENCH_WARMUP=${WARMUP}s BENCH_ROLLBACK_SIZE=$((ROLLBACK >> 20))M${BENCH_BOWD_FLAGS:+ BENCH_BOWD_FLAGS=\"$BENCH_BOWD_FLAGS\"}; peers: $PEERS"
 }
 
 # The targets of issue 10, judged from this run's figures (awk does the arithmetic).

@@ -9,8 +9,10 @@ import java.util.SplittableRandom;
  * Plain driver (no JMH on this machine's offline Maven) for the range map with a
  * million fragmented free ranges. Prints one line of key=value figures:
  * <ul>
- *   <li>{@code alloc_us}: µs per allocation as the engine does it (firstFree, runEnd,
- *       set to BACKUP) from a map with a million free runs;</li>
+ *   <li>{@code alloc_us}: µs per allocation as the engine does it (lastFree, runEnd, the
+ *       top blocks of the run set to BACKUP) from a map with a million free runs;</li>
+ *   <li>{@code alloc_first_us}: the same from the bottom (firstFree; the engine's allocation
+ *       before backups went high, and what {@code alloc_us} measured until then);</li>
  *   <li>{@code split_us}: µs per split (one block of a run set to another type in the middle);</li>
  *   <li>{@code bytes_per_range}: heap growth of building the map, per range.</li>
  * </ul>
@@ -32,6 +34,7 @@ public final class RangeMapBench {
 
         // Warm up the JIT on a second map, then measure on the first.
         RangeMap warm = build(blocks / 4, freeRuns / 4, 2);
+        allocateHigh(warm, ops / 2);
         allocate(warm, ops / 2);
         split(warm, blocks / 4, ops / 2, 3);
 
@@ -39,15 +42,17 @@ public final class RangeMapBench {
         // the time other processes had the CPU.
         ThreadMXBean th = ManagementFactory.getThreadMXBean();
         long c0 = th.getCurrentThreadCpuTime(), t0 = System.nanoTime();
-        int got = allocate(map, ops);
+        int got = allocateHigh(map, ops);
         long c1 = th.getCurrentThreadCpuTime(), t1 = System.nanoTime();
         split(map, blocks, ops, 4);
         long c2 = th.getCurrentThreadCpuTime(), t2 = System.nanoTime();
-        if (got != ops) throw new IllegalStateException("only " + got + " allocations");
+        got += allocate(map, ops);
+        long c3 = th.getCurrentThreadCpuTime();
+        if (got != 2 * ops) throw new IllegalStateException("only " + got + " allocations");
         System.out.printf("free_runs=%d ranges=%d alloc_us=%.3f split_us=%.3f alloc_wall_us=%.3f split_wall_us=%.3f"
-                        + " bytes_per_range=%.1f ops=%d ranges_after=%d%n",
+                        + " bytes_per_range=%.1f ops=%d ranges_after=%d alloc_first_us=%.3f%n",
                 freeRuns, ranges, (c1 - c0) / 1e3 / ops, (c2 - c1) / 1e3 / ops, (t1 - t0) / 1e3 / ops, (t2 - t1) / 1e3 / ops,
-                bytesPerRange, ops, map.rangeCount());
+                bytesPerRange, ops, map.rangeCount(), (c3 - c2) / 1e3 / ops);
         if (warm.rangeCount() == 0) System.out.println();   // keep warm alive
     }
 
@@ -63,7 +68,20 @@ public final class RangeMapBench {
         return m;
     }
 
-    /** What BowEngine's plan does for one backup: the lowest free run, up to 4 blocks of it become BACKUP. */
+    /** What BowEngine's plan does for one backup: the top (up to 4 blocks) of the highest free run becomes BACKUP. */
+    private static int allocateHigh(RangeMap m, int n) {
+        int done = 0;
+        for (int i = 0; i < n; i++) {
+            long f = m.lastFree();
+            if (f < 0) break;
+            long end = m.runEnd(f);
+            m.set(Math.max(f, end - 4), end, RangeType.BACKUP);
+            done++;
+        }
+        return done;
+    }
+
+    /** The former allocation: the lowest free run, up to 4 blocks of it become BACKUP. */
     private static int allocate(RangeMap m, int n) {
         int done = 0;
         for (int i = 0; i < n; i++) {

@@ -17,7 +17,9 @@ public final class DirectBuffers {
     /** A direct buffer of {@code bytes} (position 0, limit = capacity = bytes) whose first byte is page-aligned. */
     public static ByteBuffer allocate(int bytes) {
         if (bytes < 0) throw new IllegalArgumentException("negative size " + bytes);
-        ByteBuffer raw = ByteBuffer.allocateDirect(bytes + PAGE);
+        // alignedSlice also rounds the end down to a page: allocate whole pages.
+        int pages = (int) (((long) bytes + PAGE - 1) / PAGE);
+        ByteBuffer raw = ByteBuffer.allocateDirect((pages + 1) * PAGE);
         ByteBuffer aligned = raw.alignedSlice(PAGE);
         return aligned.limit(bytes).slice();
     }

@@ -29,6 +29,13 @@ import java.util.concurrent.atomic.AtomicBoolean;
  *
  * <p>Large requests go to the channel in slices of at most {@link #MAX_SLICE} bytes, so the
  * JDK's per-thread temporary direct buffers (one per heap buffer size in flight) stay small.
+ *
+ * <p>Direct mode ({@link #open(Path, boolean, boolean)} with {@code direct}, {@code bowd --direct}):
+ * the native descriptor is opened with O_DIRECT and reads and writes go through it
+ * ({@link DirectIo}: bounce buffers and read-modify-write for unaligned requests), bypassing
+ * the page cache; the channel then carries no data, and an interrupt has nothing to close:
+ * native calls ignore it, so the descriptor, and O_DIRECT with it, stay as opened (no reopen,
+ * which would have to set O_DIRECT again). Flush, discard and the lock are the same.
  */
 public final class FileBlockDevice implements BlockDevice {
     /** Largest byte count handed to one channel call. */
@@ -48,10 +55,15 @@ public final class FileBlockDevice implements BlockDevice {
     /** Held when native calls are unavailable (the weaker fcntl lock); null otherwise. */
     private final java.nio.channels.FileLock fallbackLock;
     private final AtomicBoolean closed = new AtomicBoolean();
+    /** Direct reads and writes under way (see {@link #enter()}). */
+    private final java.util.concurrent.atomic.AtomicInteger inFlight = new java.util.concurrent.atomic.AtomicInteger();
     private long reopens;   // guarded by reopenLock
+    /** Reads and writes on the O_DIRECT native descriptor; null for buffered I/O through the channel. */
+    private final DirectIo direct;
 
     private FileBlockDevice(Path path, FileChannel channel, Set<StandardOpenOption> openOptions, boolean blockDevice,
-                            boolean readOnly, long size, int nativeFd, java.nio.channels.FileLock fallbackLock) {
+                            boolean readOnly, long size, int nativeFd, java.nio.channels.FileLock fallbackLock,
+                            DirectIo direct) {
         this.path = path;
         this.channel = channel;
         this.openOptions = openOptions;
@@ -60,9 +72,24 @@ public final class FileBlockDevice implements BlockDevice {
         this.size = size;
         this.nativeFd = nativeFd;
         this.fallbackLock = fallbackLock;
+        this.direct = direct;
     }
 
     public static FileBlockDevice open(Path path, boolean readOnly) throws IOException {
+        return open(path, readOnly, false);
+    }
+
+    /** Opens with buffered I/O, or with O_DIRECT when {@code direct} (fails with a message naming --direct where refused). */
+    public static FileBlockDevice open(Path path, boolean readOnly, boolean direct) throws IOException {
+        return open(path, readOnly, direct, 1);
+    }
+
+    /** Direct mode with an alignment of at least {@code minAlignment} (tests: the 4 KiB read-modify-write path on a 512-byte disk). */
+    static FileBlockDevice openDirect(Path path, int minAlignment) throws IOException {
+        return open(path, false, true, minAlignment);
+    }
+
+    private static FileBlockDevice open(Path path, boolean readOnly, boolean direct, int minAlignment) throws IOException {
         if (!Files.exists(path)) {
             throw new IOException(path + ": no such file or device");
         }
@@ -73,11 +100,16 @@ public final class FileBlockDevice implements BlockDevice {
         int fd = -1;
         java.nio.channels.FileLock fallback = null;
         long size;
+        DirectIo dio = null;
         try {
             try {
-                fd = LinuxNative.open(path.toString(), (readOnly ? LinuxNative.O_RDONLY : LinuxNative.O_RDWR) | LinuxNative.O_CLOEXEC);
-            } catch (LastErrorException | UnsatisfiedLinkError e) {
-                if (isBlock) throw new IOException(path + ": cannot open for ioctl: " + e.getMessage(), e);
+                fd = LinuxNative.open(path.toString(), (readOnly ? LinuxNative.O_RDONLY : LinuxNative.O_RDWR) | LinuxNative.O_CLOEXEC
+                        | (direct ? LinuxNative.O_DIRECT : 0));
+            } catch (LastErrorException e) {
+                if (direct && e.getErrorCode() == LinuxNative.EINVAL) throw DirectIo.refused(path, "open with O_DIRECT: " + LinuxNative.describe(e), e);
+                if (isBlock || direct) throw new IOException(path + ": cannot open for ioctl: " + e.getMessage(), e);
+            } catch (UnsatisfiedLinkError e) {
+                if (isBlock || direct) throw new IOException(path + ": cannot open for ioctl" + (direct ? " and --direct" : "") + ": " + e.getMessage(), e);
             }
             if (!readOnly) fallback = lockExclusively(path, ch, fd);
             if (isBlock) {
@@ -91,12 +123,19 @@ public final class FileBlockDevice implements BlockDevice {
             } else {
                 size = ch.size();
             }
+            if (direct) {
+                dio = new DirectIo(path, fd, Math.max(minAlignment, DirectIo.probeAlignment(path, fd, isBlock)));
+                if (size % dio.alignment() != 0) {
+                    throw new DeviceException(Errno.EINVAL, "--direct: " + path + " is " + size + " bytes, not a multiple of "
+                            + dio.alignment() + " (its O_DIRECT alignment): the last block could not be written");
+                }
+            }
         } catch (IOException | RuntimeException e) {
             ch.close();
             if (fd >= 0) LinuxNative.close(fd);   // also drops a flock taken on it
             throw e;
         }
-        return new FileBlockDevice(path, ch, opts, isBlock, readOnly, size, fd, fallback);
+        return new FileBlockDevice(path, ch, opts, isBlock, readOnly, size, fd, fallback, dio);
     }
 
     /**
@@ -150,6 +189,15 @@ public final class FileBlockDevice implements BlockDevice {
     public Path path() { return path; }
 
     public boolean isBlockDevice() { return blockDevice; }
+
+    /** Whether reads and writes bypass the page cache (O_DIRECT). */
+    public boolean isDirect() { return direct != null; }
+
+    /** The offset, length and buffer alignment O_DIRECT needs here (direct mode), else 1. */
+    public int directAlignment() { return direct == null ? 1 : direct.alignment(); }
+
+    /** The native descriptor (tests read its open flags from /proc); -1 without one. */
+    int nativeFd() { return nativeFd; }
 
     /** How often the channel was reopened after an interrupt closed it (for tests and diagnostics). */
     public long reopenCount() {
@@ -214,6 +262,15 @@ public final class FileBlockDevice implements BlockDevice {
     @Override
     public void read(long offset, ByteBuffer dst) throws IOException {
         BlockDevice.checkRange(this, offset, dst.remaining(), false);
+        if (direct != null) {
+            enter();
+            try {
+                direct.read(offset, dst);
+            } finally {
+                inFlight.decrementAndGet();
+            }
+            return;
+        }
         long pos = offset;
         while (dst.hasRemaining()) {
             final int start = dst.position();
@@ -243,6 +300,15 @@ public final class FileBlockDevice implements BlockDevice {
     public void write(long offset, ByteBuffer src) throws IOException {
         if (readOnly) throw new DeviceException(Errno.EPERM, path + " is open read-only");
         BlockDevice.checkRange(this, offset, src.remaining(), true);
+        if (direct != null) {
+            enter();
+            try {
+                direct.write(offset, src);
+            } finally {
+                inFlight.decrementAndGet();
+            }
+            return;
+        }
         long pos = offset;
         while (src.hasRemaining()) {
             final int start = src.position();
@@ -282,7 +348,8 @@ public final class FileBlockDevice implements BlockDevice {
     /** sync_file_range(SYNC_FILE_RANGE_WRITE): the kernel starts writing the range back and returns. */
     @Override
     public void startWriteback(long offset, long length) throws IOException {
-        if (readOnly || nativeFd < 0 || length <= 0 || closed.get()) return;
+        // Direct mode leaves nothing dirty in the page cache to start on.
+        if (readOnly || nativeFd < 0 || length <= 0 || closed.get() || direct != null) return;
         try {
             LinuxNative.sync_file_range(nativeFd, offset, length, LinuxNative.SYNC_FILE_RANGE_WRITE);
         } catch (LastErrorException e) {
@@ -315,6 +382,18 @@ public final class FileBlockDevice implements BlockDevice {
         }
     }
 
+    /**
+     * Direct I/O uses the bare descriptor number, which the kernel hands out again once it is
+     * closed: {@link #close()} waits for the direct requests in flight before closing it.
+     */
+    private void enter() throws DeviceException {
+        inFlight.incrementAndGet();
+        if (closed.get()) {
+            inFlight.decrementAndGet();
+            throw new DeviceException(Errno.EIO, path + " is closed");
+        }
+    }
+
     @Override
     public void close() throws IOException {
         if (closed.getAndSet(true)) return;   // the native descriptor must not be closed twice
@@ -324,8 +403,19 @@ public final class FileBlockDevice implements BlockDevice {
                 channel.close();
             }
         } finally {
-            if (nativeFd >= 0) LinuxNative.close(nativeFd);   // drops the flock
+            if (nativeFd >= 0 && drained()) LinuxNative.close(nativeFd);   // drops the flock
         }
+    }
+
+    /** Waits (bounded) for direct requests in flight; false if some never ended, and then the descriptor is left open. */
+    private boolean drained() {
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        while (inFlight.get() > 0) {
+            if (System.nanoTime() > deadline) return false;
+            Thread.onSpinWait();
+            java.util.concurrent.locks.LockSupport.parkNanos(100_000);
+        }
+        return true;
     }
 
     @Override

@@ -14,9 +14,15 @@ public final class LinuxNative {
     public static final int O_RDWR = 2;
     public static final int O_CLOEXEC = 0x80000;
     public static final int O_DIRECTORY = 0x10000;
+    /** 040000 on x86-64; arm64 swaps it with O_DIRECTORY (0200000). */
+    public static final int O_DIRECT = "aarch64".equals(System.getProperty("os.arch")) ? 0x10000 : 0x4000;
+    public static final int EINVAL = 22;
+    public static final int ENOSPC = 28;
 
     /** _IOR(0x12, 114, size_t) */
     public static final long BLKGETSIZE64 = 0x80081272L;
+    /** _IO(0x12, 104): logical sector size (int) */
+    public static final long BLKSSZGET = 0x1268L;
     /** _IO(0x12, 119) */
     public static final long BLKDISCARD = 0x1277L;
     /** _IOWR('X', 121, struct fstrim_range) */
@@ -47,6 +53,32 @@ public final class LinuxNative {
     public static native int ioctl(int fd, long request, LongByReference arg) throws LastErrorException;
 
     public static native int ioctl(int fd, long request, long[] arg) throws LastErrorException;
+
+    public static native int ioctl(int fd, long request, com.sun.jna.ptr.IntByReference arg) throws LastErrorException;
+
+    /** pread(2) into native memory at {@code buf} (an address: direct-buffer I/O without a JDK copy). */
+    public static native long pread(int fd, long buf, long count, long offset) throws LastErrorException;
+
+    /** pwrite(2) from native memory at {@code buf}. */
+    public static native long pwrite(int fd, long buf, long count, long offset) throws LastErrorException;
+
+    public static final int AT_EMPTY_PATH = 0x1000;
+    /** statx mask bit: stx_dio_mem_align and stx_dio_offset_align (Linux 6.1+). */
+    public static final int STATX_DIOALIGN = 0x2000;
+    /** Offsets in struct statx (256 bytes): stx_mask, stx_dev_major/minor, stx_dio_mem_align, stx_dio_offset_align. */
+    public static final int STATX_SIZE = 256, STX_MASK = 0, STX_DEV_MAJOR = 136, STX_DEV_MINOR = 140,
+            STX_DIO_MEM_ALIGN = 152, STX_DIO_OFFSET_ALIGN = 156;
+
+    /** statx(2), registered on its own: a C library without it (glibc before 2.28) costs only this call. */
+    public static final class Statx {
+        static {
+            Native.register("c");
+        }
+
+        private Statx() {}
+
+        public static native int statx(int dirfd, String path, int flags, int mask, com.sun.jna.Pointer buf) throws LastErrorException;
+    }
 
     /** BSD lock on the open file description: not dropped when another descriptor of the file is closed. */
     public static native int flock(int fd, int operation) throws LastErrorException;

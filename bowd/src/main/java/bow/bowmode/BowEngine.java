@@ -603,7 +603,7 @@ public final class BowEngine implements ModeEngine, BlockDevice {
             if (!entries.isEmpty() || p.newSector0 >= 0) {
                 LogCommitter c = committer;
                 long sector0 = p.newSector0 >= 0 ? p.newSector0 * sectorsPerBlock : -1;
-                c.awaitDurable(c.append(entries, sector0));
+                c.commit(entries, sector0);
             }
         } catch (Throwable e) {
             // The map already calls these blocks changed; without their backups no

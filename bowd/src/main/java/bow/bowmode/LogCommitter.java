@@ -9,30 +9,51 @@ import bow.bowlog.LogEntry;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * Appends backup entries to the log in block 0 with group commit: writers queue
- * their entries and wait; one of them (the leader) writes everything queued so
- * far with two flushes, and all of them return together.
+ * Appends backup entries to the log in block 0, durable before the caller returns,
+ * with flushes shared by every writer they cover and several flushes in flight at once.
  *
- * <p>Write order, so that every entry inside the on-disk count is durable with
- * its data and no crash can leave a torn log:
- * <ol>
- *   <li>callers have already written their backup copies;</li>
- *   <li>sectors 1.. of the log block (entries past the on-disk count, so not yet
- *       part of the log), then flush;</li>
- *   <li>sector 0 (header with the new count and sector0, plus the first
- *       entries): a single sector, written atomically; then flush.</li>
- * </ol>
- * A full log block is first committed, then copied to a free block (flushed), and
- * the next sequence starts by rewriting only sector 0: header with count 1 and
- * entry 0 pointing at that copy. Bytes past the count are left as they are.
+ * <p>A writer, under the lock: <em>stages</em> its entries (puts them into the log block
+ * past the header's count and writes the sectors they are in: bytes past the count are
+ * not part of the log, so writing them early is harmless) and takes the next ticket. Then,
+ * until a header that counts its ticket is on stable storage, it either waits for a flush
+ * in flight that covers what it needs or starts one itself (outside the lock, at most
+ * {@code maxFlushesInFlight} at once; the engine runs one at a time, see
+ * {@link #ENGINE_FLUSHES_IN_FLIGHT}).
+ * A flush started after ticket t was staged makes t <em>eligible</em> (its backup copies,
+ * written before it queued, and its log bytes are on stable storage); the header is then
+ * rewritten (sector 0, one atomic sector) to count every eligible ticket and to carry
+ * the newest sector0 among them, and a flush started after that write makes them durable.
+ *
+ * <p>The invariant, at every crash point: the header on disk never counts an entry, nor
+ * names a sector0, whose backup data and log bytes were not on stable storage before that
+ * header was written. (Callers write their backup copies, and the block-0 content a new
+ * sector0 points at, before they call {@link #commit}.) A lone write costs two flushes,
+ * as "data, flush, header, flush"; concurrent writes share them: with one flush at a time,
+ * each flush counts (in the header written just before it) what the previous one made
+ * durable, and makes durable what was staged while the previous one ran.
+ *
+ * <p>A full log block is counted whole and made durable first, then copied to a free
+ * block (flushed), and the next sequence starts by rewriting only sector 0: header with
+ * count 1 and entry 0 pointing at that copy (flushed). Entries that do not fit are
+ * staged into the next block (a write's entries may span the two).
  */
 final class LogCommitter {
     static final int SECTOR = 512;
+    /**
+     * Flushes in flight at most, for the engine: one. Measured (bench/RESULTS.md, "bow first
+     * writes"): with 2 or 4 in flight the flushes multiplied (0.5 and 1.1 per write against
+     * 0.25) and first writes got slower on this machine's disk, because each extra flush
+     * also writes back what was dirtied meanwhile. With one, a writer that arrives during a
+     * flush is staged at once and counted by the header written as soon as that flush ends.
+     */
+    static final int ENGINE_FLUSHES_IN_FLIGHT = 1;
 
     /** Gives a free block for the copy of a full log block (space reserved by the engine). */
     interface LogBlockAllocator {
@@ -45,36 +66,50 @@ final class LogCommitter {
      */
     record Allocation(long block, Runnable release) {}
 
+    /** A staged ticket not yet counted: where its entries end, its sector0 (or -1), its bytes. */
+    private record Staged(long ticket, int end, long sector0, long bytes) {}
+
+    /** What a flush in flight will make durable: tickets staged, and counted, when it started. */
+    private record Flight(long staged, long counted) {}
+
     private final BlockDevice dev;
     private final int bs;
     private final int capacity;
     private final LogBlockAllocator allocator;
+    private final int maxFlushesInFlight;
 
-    private final Object queueLock = new Object();
-    private final ArrayList<LogEntry> queued = new ArrayList<>();
-    private long queuedSector0 = -1;
-    private long appended;
-    private volatile long durable;
+    private final ReentrantLock lock = new ReentrantLock();
+    /** Signalled whenever a flush ends, the header moves or the log fails. */
+    private final Condition changed = lock.newCondition();
+    private final LogBlock log;                                  // guarded by lock
+    private final ArrayDeque<Staged> uncounted = new ArrayDeque<>();   // guarded by lock
+    private final ArrayList<Flight> flights = new ArrayList<>();      // guarded by lock
+    private int staged;                  // log positions in use, counted or not (lock)
+    private long stagedTicket;           // the last ticket staged (lock)
+    private long eligibleTicket;         // tickets <= it are on stable storage, log bytes and backups (lock)
+    private long countedTicket;          // tickets <= it are counted by the header last written (lock)
+    private long durableTicket;          // ... by a header on stable storage (lock)
     private volatile IOException failure;
-
-    private final ReentrantLock commitLock = new ReentrantLock();
-    /** Waiters sleep on it until a commit ends; guards {@code committing}. */
-    private final Object signal = new Object();
-    /** A leader is committing (set and cleared under {@code signal}). */
-    private boolean committing;
-    private final LogBlock log;          // guarded by commitLock
     private volatile int count;
     private volatile long sequence;
     private volatile long backedUpBytes;
     private volatile long totalEntries;
+    private volatile long flushes;
 
     LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator) {
+        this(dev, initial, allocator, ENGINE_FLUSHES_IN_FLIGHT);
+    }
+
+    LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator, int maxFlushesInFlight) {
+        if (maxFlushesInFlight < 1) throw new IllegalArgumentException("maxFlushesInFlight " + maxFlushesInFlight);
+        this.maxFlushesInFlight = maxFlushesInFlight;
         this.dev = dev;
         this.log = initial;
         this.bs = (int) initial.blockSize();
         this.capacity = LogBlock.capacity(bs);
         this.allocator = allocator;
         this.count = (int) initial.count();
+        this.staged = count;
         this.sequence = initial.sequence();
         this.totalEntries = count;
         for (int i = 0; i < count; i++) backedUpBytes += initial.entry(i).sizeBytes();
@@ -86,113 +121,154 @@ final class LogCommitter {
         return Math.max(0, (plannedEntries + perBlock - 1) / perBlock - 1);
     }
 
-    /** Queues entries (and a new sector0 when >= 0); returns the ticket to wait for. */
-    long append(List<LogEntry> entries, long newSector0) {
-        synchronized (queueLock) {
-            queued.addAll(entries);
-            if (newSector0 >= 0) queuedSector0 = newSector0;
-            return ++appended;
-        }
-    }
-
     /**
-     * Returns once everything queued up to {@code ticket} is on stable storage. Waiters
-     * sleep until a commit ends, then all whose tickets it covered return at once; one of
-     * the others becomes the next leader and commits everything queued by then. (Waiting
-     * on the commit lock instead would keep a writer whose entries are already durable
-     * queued behind the next group's flushes, and shrink the groups.)
+     * Logs entries (and a new sector0 when >= 0) whose backup copies (and block-0 content)
+     * the caller has already written; returns once a header counting them is on stable
+     * storage. Entries that do not fit the block wait for its rollover and go into the next.
      */
-    void awaitDurable(long ticket) throws IOException {
-        boolean interrupted = false;
+    void commit(List<LogEntry> entries, long newSector0) throws IOException {
+        lock.lock();
         try {
-            synchronized (signal) {
-                while (true) {
-                    if (failure != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + failure.getMessage(), failure);
-                    if (durable >= ticket) return;
-                    if (!committing) {
-                        committing = true;   // the leader: commits below, outside the monitor
-                        break;
-                    }
-                    try {
-                        signal.wait();
-                    } catch (InterruptedException e) {
-                        interrupted = true;   // the commit is not abandoned halfway
-                    }
+            int done = 0;
+            do {
+                checkFailure();
+                int n = entries.size() - done;
+                if (n > 0 && staged == capacity) {
+                    makeRoom();
+                    continue;
+                }
+                n = Math.min(n, capacity - staged);
+                boolean last = done + n == entries.size();
+                long ticket = stage(entries.subList(done, done + n), last ? newSector0 : -1);
+                done += n;
+                awaitCounted(ticket);
+            } while (done < entries.size());
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void checkFailure() throws DeviceException {
+        IOException f = failure;
+        if (f != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + f.getMessage(), f);
+    }
+
+    /** Puts entries past the count and writes the sectors they touch; under the lock. */
+    private long stage(List<LogEntry> entries, long sector0) throws IOException {
+        int from = staged;
+        long bytes = 0;
+        try {
+            for (LogEntry e : entries) {
+                log.setEntry(staged++, e);
+                bytes += e.sizeBytes();
+            }
+            if (!entries.isEmpty()) {
+                // Sector 0 also carries the header, always with values already safe on disk.
+                if (LogBlock.HEADER_SIZE + from * LogBlock.ENTRY_SIZE < SECTOR) {
+                    dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
+                }
+                if (bs > SECTOR && LogBlock.HEADER_SIZE + staged * LogBlock.ENTRY_SIZE > SECTOR) {
+                    dev.write(SECTOR, ByteBuffer.wrap(log.bytes(), SECTOR, bs - SECTOR));
                 }
             }
-            try {
-                commitQueued();
-            } finally {
-                synchronized (signal) {
-                    committing = false;
-                    signal.notifyAll();
-                }
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+        long ticket = ++stagedTicket;
+        uncounted.add(new Staged(ticket, staged, sector0, bytes));
+        return ticket;
+    }
+
+    /** Returns once a header on stable storage counts {@code ticket}; under the lock. */
+    private void awaitCounted(long ticket) throws IOException {
+        while (true) {
+            checkFailure();
+            if (durableTicket >= ticket) return;
+            if (countedTicket < eligibleTicket) writeHeader();
+            boolean covered = false;
+            for (Flight f : flights) {
+                // A flight in progress brings this ticket one step on: wait for it.
+                if (eligibleTicket < ticket ? f.staged() >= ticket : f.counted() >= ticket) covered = true;
             }
-        } finally {
-            if (interrupted) Thread.currentThread().interrupt();
+            if (covered || flights.size() >= maxFlushesInFlight) {
+                changed.awaitUninterruptibly();
+            } else {
+                flushUnlocked();
+            }
         }
     }
 
-    /** The leader's part: everything queued so far, with two flushes; under the commit lock. */
-    private void commitQueued() throws IOException {
-        commitLock.lock();
+    /** Counts every eligible ticket: sector 0 with the new count and sector0; under the lock. */
+    private void writeHeader() throws IOException {
+        int newCount = count;
+        long sector0 = -1;
+        long bytes = 0;
+        int entries = 0;
+        while (!uncounted.isEmpty() && uncounted.peek().ticket() <= eligibleTicket) {
+            Staged st = uncounted.poll();
+            entries += st.end() - newCount;
+            newCount = st.end();
+            if (st.sector0() >= 0) sector0 = st.sector0();
+            bytes += st.bytes();
+        }
         try {
-            if (failure != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + failure.getMessage(), failure);
-            List<LogEntry> batch;
-            long sector0;
-            long upto;
-            synchronized (queueLock) {
-                batch = new ArrayList<>(queued);
-                queued.clear();
-                sector0 = queuedSector0;
-                queuedSector0 = -1;
-                upto = appended;
-            }
-            try {
-                commit(batch, sector0);
-            } catch (IOException e) {
-                failure = e;
-                throw e;
-            } catch (Throwable t) {
-                // An Error halfway through leaves the in-memory log block untrustworthy.
-                IOException e = new IOException("log commit failed: " + t, t);
-                failure = e;
-                throw e;
-            }
-            durable = upto;
+            if (sector0 >= 0) log.setSector0(sector0);
+            log.setCount(newCount);
+            dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+        countedTicket = eligibleTicket;
+        count = newCount;
+        totalEntries += entries;
+        backedUpBytes += bytes;
+        changed.signalAll();
+    }
+
+    /** One flush, with the lock released while it runs; records what it made durable. */
+    private void flushUnlocked() throws IOException {
+        Flight f = new Flight(stagedTicket, countedTicket);
+        flights.add(f);
+        Throwable error = null;
+        lock.unlock();
+        try {
+            dev.flush();
+        } catch (Throwable t) {
+            error = t;
         } finally {
-            commitLock.unlock();
+            lock.lock();
+            flights.remove(f);
+            changed.signalAll();
         }
+        if (error != null) throw fail(error);
+        flushes++;
+        eligibleTicket = Math.max(eligibleTicket, f.staged());
+        durableTicket = Math.max(durableTicket, f.counted());
     }
 
-    private void commit(List<LogEntry> batch, long sector0) throws IOException {
-        boolean dirtyTail = false;
-        for (LogEntry e : batch) {
-            if (count == capacity) {
-                if (sector0 >= 0) log.setSector0(sector0);
-                writeHeaderAndTail(dirtyTail);
-                dirtyTail = false;
-                rollover();
-            }
-            log.setEntry(count, e);
-            if (LogBlock.HEADER_SIZE + (count + 1) * LogBlock.ENTRY_SIZE > SECTOR) dirtyTail = true;
-            count++;
-            totalEntries++;
-            backedUpBytes += e.sizeBytes();
+    /** The block is full: once all of it is counted and durable, roll over; under the lock. */
+    private void makeRoom() throws IOException {
+        if (durableTicket < stagedTicket) {
+            awaitCounted(stagedTicket);
+            return;
         }
-        if (sector0 >= 0) log.setSector0(sector0);
-        writeHeaderAndTail(dirtyTail);
+        while (!flights.isEmpty()) changed.awaitUninterruptibly();   // nobody flushes mid-rollover
+        checkFailure();
+        if (staged != capacity) return;
+        try {
+            rollover();
+        } catch (Throwable t) {
+            throw fail(t);
+        }
+        changed.signalAll();
     }
 
-    /** Phase 2 and 3 of the write order: tail sectors, flush, header sector, flush. */
-    private void writeHeaderAndTail(boolean dirtyTail) throws IOException {
-        if (dirtyTail && bs > SECTOR) {
-            dev.write(SECTOR, ByteBuffer.wrap(log.bytes(), SECTOR, bs - SECTOR));
-        }
-        dev.flush();   // backup copies and tail entries before the header that counts them
-        log.setCount(count);
-        dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
-        dev.flush();
+    /** Records the first failure (the in-memory log is no longer trusted) and wakes everyone. */
+    private IOException fail(Throwable t) {
+        IOException e = t instanceof IOException io ? io : new IOException("log commit failed: " + t, t);
+        if (failure == null) failure = e;
+        changed.signalAll();
+        return e;
     }
 
     /** The log block is full and durable: copy it away and start the next sequence. */
@@ -205,11 +281,13 @@ final class LogCommitter {
             dev.flush();
             int crc = BowCrc.entryChecksum(0, bs, full, 0, bs);
             sequence++;
-            count = 1;
             log.initHeader(LogBlock.MAGIC, bs, 1, (int) sequence, log.sector0());
             log.setEntry(0, new LogEntry(0, dest * (bs / 512), bs, crc));
             dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
             dev.flush();
+            flushes += 2;
+            count = 1;
+            staged = 1;
             totalEntries++;
             backedUpBytes += bs;
         } finally {
@@ -225,12 +303,19 @@ final class LogCommitter {
 
     long totalEntries() { return totalEntries; }
 
+    /** Flushes this committer has made. */
+    long flushes() { return flushes; }
+
     IOException failure() { return failure; }
 
-    /** Waits for any commit in progress to finish (used before a state change). */
+    /** Waits for any flush in progress to finish (used before a state change). */
     void quiesce() {
-        commitLock.lock();
-        commitLock.unlock();
+        lock.lock();
+        try {
+            while (!flights.isEmpty()) changed.awaitUninterruptibly();
+        } finally {
+            lock.unlock();
+        }
     }
 
     LogBlock logForCommit() { return log; }

@@ -118,6 +118,12 @@ public final class Bowd implements Callable<Integer> {
                     + "an NBD reply the client does not take, a control request. Past it the connection is closed. Idle NBD connections have none (default ${DEFAULT-VALUE}).")
     int clientTimeoutSeconds;
 
+    @Option(names = "--direct",
+            description = "Open the device (and the COW device) with O_DIRECT: reads and writes bypass the page cache, so a flush "
+                    + "does not write back unrelated cached data and bowd leaves the page cache to others. Reads are no longer "
+                    + "cached either; unaligned requests are bounced and read-modify-written. Off by default (see README, \"--direct\").")
+    boolean direct;
+
     @Option(names = "--max-request-memory", paramLabel = "BYTES",
             description = "NBD request payloads (write data received, read data to send) held in memory by all connections together; "
                     + "a request past it waits up to --client-timeout, then fails with ENOMEM. At least 33554432 (the largest request). "
@@ -283,8 +289,9 @@ public final class Bowd implements Callable<Integer> {
     }
 
     private FileBlockDevice open(Path p) throws IOException {
-        FileBlockDevice d = FileBlockDevice.open(p, false);
+        FileBlockDevice d = FileBlockDevice.open(p, false, direct);
         opened.add(d);
+        if (d.isDirect()) log.info("{}: O_DIRECT (--direct), requests aligned to {} bytes go straight to it", p, d.directAlignment());
         return d;
     }
 

@@ -84,6 +84,9 @@ class BowEngineConcurrentTest {
             start = new byte[size];
             r.nextBytes(start);
             disk = new PowerCutDevice(start);
+            // Half the runs: flushes take time and overlap, as the log committer's own do on a disk.
+            Random lat = new Random(seed * 31);
+            if (lat.nextBoolean()) disk.setFlushLatency(200, lat);
             faults = withFaults ? new bow.blockdev.testing.FaultDevice(new JitterDevice(disk, 200)) : null;
             eng = BowEngine.open(faults != null ? faults : new JitterDevice(disk, 200), "concurrent", bs);
             for (int i = 0; i < 20; i++) {

@@ -20,6 +20,10 @@ import java.util.Random;
  * the operation counter armed by {@link #armCrashAfterOps} runs out (so a test can
  * cut power in the middle of a workload, including between two writes of one
  * engine operation).
+ *
+ * <p>With {@link #setFlushLatency} a flush takes time, as a real one does, and several
+ * may be in flight at once: it makes durable exactly the writes that had returned when it
+ * was called (later writes stay volatile even if they land while it runs), at its end.
  */
 public final class PowerCutDevice implements BlockDevice {
     public static final int SECTOR = 512;
@@ -34,7 +38,11 @@ public final class PowerCutDevice implements BlockDevice {
     private long crashAtFlush = -1;
     private long ops;
 
-    private record Pending(long offset, byte[] data) {}
+    private long flushLatencyMicros;
+    private Random latencyRandom;
+    private long nextSeq;
+
+    private record Pending(long seq, long offset, byte[] data) {}
 
     public PowerCutDevice(byte[] initialDurable) {
         this.durable = initialDurable.clone();
@@ -77,7 +85,7 @@ public final class PowerCutDevice implements BlockDevice {
         byte[] copy = new byte[src.remaining()];
         src.get(copy);
         System.arraycopy(copy, 0, live, (int) offset, copy.length);
-        pending.add(new Pending(offset, copy));
+        pending.add(new Pending(nextSeq++, offset, copy));
     }
 
     @Override
@@ -86,21 +94,56 @@ public final class PowerCutDevice implements BlockDevice {
         BlockDevice.checkRange(this, offset, length, true);
         byte[] zeros = new byte[(int) length];
         System.arraycopy(zeros, 0, live, (int) offset, zeros.length);
-        pending.add(new Pending(offset, zeros));
+        pending.add(new Pending(nextSeq++, offset, zeros));
+    }
+
+    /**
+     * Flushes take a random 0..{@code maxMicros} and run outside the device's monitor, so
+     * that they overlap each other and the writes issued meanwhile.
+     */
+    public synchronized void setFlushLatency(long maxMicros, Random random) {
+        this.flushLatencyMicros = maxMicros;
+        this.latencyRandom = random;
     }
 
     @Override
-    public synchronized void flush() throws IOException {
-        tick();
-        if (crashAtFlush == flushes) {
-            crash(crashRandom);
-            throw new DeviceException(Errno.EIO, "simulated power cut at flush " + flushes);
+    public void flush() throws IOException {
+        long upTo;
+        long sleepMicros;
+        synchronized (this) {
+            tick();
+            if (crashAtFlush == flushes) {
+                crash(crashRandom);
+                throw new DeviceException(Errno.EIO, "simulated power cut at flush " + flushes);
+            }
+            flushes++;
+            if (flushLatencyMicros == 0) {
+                persistUpTo(Long.MAX_VALUE);
+                return;
+            }
+            upTo = nextSeq - 1;   // the writes that have returned by now
+            sleepMicros = (long) (latencyRandom.nextDouble() * flushLatencyMicros);
         }
-        for (Pending p : pending) {
+        try {
+            Thread.sleep(sleepMicros / 1000, (int) (sleepMicros % 1000) * 1000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        synchronized (this) {
+            checkAlive();   // power failed while it ran: the crash already decided what survived
+            persistUpTo(upTo);
+        }
+    }
+
+    /** Makes the pending writes numbered up to {@code seq} durable, in issue order. */
+    private void persistUpTo(long seq) {
+        var it = pending.iterator();
+        while (it.hasNext()) {
+            Pending p = it.next();
+            if (p.seq() > seq) break;
             System.arraycopy(p.data, 0, durable, (int) p.offset, p.data.length);
+            it.remove();
         }
-        pending.clear();
-        flushes++;
     }
 
     /**

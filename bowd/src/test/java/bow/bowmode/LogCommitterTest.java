@@ -1,0 +1,213 @@
+package bow.bowmode;
+
+import bow.blockdev.testing.GateDevice;
+import bow.blockdev.testing.GateDevice.Gate;
+import bow.blockdev.testing.GateDevice.Match;
+import bow.blockdev.testing.GateDevice.Op;
+import bow.blockdev.testing.GateDevice.Phase;
+import bow.blockdev.testing.PowerCutDevice;
+import bow.bowlog.LogBlock;
+import bow.bowlog.LogEntry;
+import org.junit.jupiter.api.Test;
+
+import java.nio.ByteBuffer;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.ConcurrentLinkedQueue;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The log committer's ordering, with one flush at a time (the engine's) and with several in flight: a flush counts only what
+ * was staged before it started, writers return only after a header counting them was
+ * flushed, and a flush in progress does not hold back writers a later flush covers.
+ */
+class LogCommitterTest {
+    static final int BS = 4096;
+    static final int BLOCKS = 2048;
+    static final Duration T = Duration.ofSeconds(10);
+    static final int SEEDS = Integer.getInteger("bow.test.seeds", 300);
+
+    /** Block 0 holds a fresh log (count 1: the block-0 backup at block 1). */
+    static LogBlock freshLog() {
+        LogBlock log = new LogBlock(new byte[BS]).initHeader(LogBlock.MAGIC, BS, 1, 0, 8);
+        log.setEntry(0, new LogEntry(0, 8, BS, 0));
+        return log;
+    }
+
+    static LogCommitter committer(GateDevice dev, LogBlock log, long[] nextFree) {
+        return committer(dev, log, nextFree, 2);
+    }
+
+    static LogCommitter committer(GateDevice dev, LogBlock log, long[] nextFree, int flights) {
+        return new LogCommitter(dev, log, () -> new LogCommitter.Allocation(nextFree[0]++, () -> {}), flights);
+    }
+
+    static LogEntry entry(int i) { return new LogEntry(8L * (100 + i), 8L * (200 + i), BS, 0); }
+
+    static long countOn(byte[] image) { return new LogBlock(java.util.Arrays.copyOf(image, BS)).count(); }
+
+    @Test
+    void anEntryStagedDuringAFlushWaitsForALaterFlushAndTheFirstWriterIsNotHeldBack() throws Exception {
+        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
+        GateDevice dev = new GateDevice(disk);
+        LogBlock log = freshLog();
+        dev.write(0, ByteBuffer.wrap(log.bytes()));
+        dev.flush();
+        LogCommitter c = committer(dev, log, new long[] {300});
+
+        Gate f1 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
+        assertTrue(f1.awaitArrived(T), "A's first flush started");
+        Gate f2 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
+        assertTrue(f2.awaitArrived(T), "B does not wait for A's flush to end: its own starts next to it");
+
+        f1.release();   // A's flush ends: only A was staged when it began
+        a.join(T);
+        assertFalse(b.isDone(), "B returned on a flush that began before it was staged");
+        assertEquals(2, countOn(disk.durableImage()), "the durable header counts A, not B");
+        assertEquals(2, countOn(disk.liveImage()), "no header counts B before a flush that began after B was staged ended");
+
+        f2.release();
+        b.join(T);
+        assertEquals(3, countOn(disk.durableImage()), "B's header is durable when B returns");
+    }
+
+    @Test
+    void oneFlightAtATimeAWriterArrivingDuringAFlushIsStagedAtOnceAndRidesTheNextFlush() throws Exception {
+        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
+        GateDevice dev = new GateDevice(disk);
+        LogBlock log = freshLog();
+        dev.write(0, ByteBuffer.wrap(log.bytes()));
+        dev.flush();
+        LogCommitter c = committer(dev, log, new long[] {300}, LogCommitter.ENGINE_FLUSHES_IN_FLIGHT);
+
+        Gate f1 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
+        assertTrue(f1.awaitArrived(T));
+        Gate f2 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
+        long deadline = System.nanoTime() + T.toNanos();
+        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(2).destSector() != entry(2).destSector()) {
+            assertTrue(System.nanoTime() < deadline, "B's entry is written past the count while A's flush runs");
+            Thread.sleep(1);
+        }
+        Thread.sleep(50);
+        assertFalse(f2.hasArrived(), "no second flush while one is in flight");
+        assertEquals(1, countOn(disk.liveImage()), "nothing counted yet");
+
+        f1.release();   // A eligible: the header counting A is written, and the next flush carries B's staging too
+        assertTrue(f2.awaitArrived(T));
+        assertEquals(2, countOn(disk.liveImage()), "the header counts A, not B (B was staged after F1 began)");
+        assertFalse(a.isDone(), "A waits for the flush after its header");
+        f2.release();
+        a.join(T);
+        b.join(T);   // F2 made B eligible; F3 (not gated) carried its header
+        assertEquals(3, countOn(disk.durableImage()));
+    }
+
+    @Test
+    void aWriterStagedBeforeAFlushIsReleasedByItEvenWhileAnEarlierFlushIsStillRunning() throws Exception {
+        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
+        GateDevice dev = new GateDevice(disk);
+        LogBlock log = freshLog();
+        dev.write(0, ByteBuffer.wrap(log.bytes()));
+        dev.flush();
+        LogCommitter c = committer(dev, log, new long[] {300});
+
+        Gate f1 = dev.arm(Op.FLUSH, Match.any());
+        GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
+        assertTrue(f1.awaitArrived(T));
+        // B stages after F1 began; its own flushes (staging, then header) pass while F1 is held,
+        // and they cover A too (A was staged before them).
+        GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
+        b.join(T);
+        assertEquals(3, countOn(disk.durableImage()), "A and B counted by a durable header");
+        assertFalse(a.isDone(), "A is still inside its own (held) flush");
+        f1.release();
+        a.join(T);
+        disk.crash(new Random(1));
+        assertEquals(3, countOn(disk.durableImage()));
+    }
+
+    /**
+     * Many writers, overlapping slow flushes, rollovers, and a power cut at a random
+     * operation: every entry the durable header counts has its backup durable, and every
+     * writer that returned is counted.
+     */
+    @Test
+    void concurrentWritersWithOverlappingFlushesAndAPowerCut() throws Exception {
+        int runs = Math.max(4, SEEDS / 10);
+        for (int seed = 1; seed <= runs; seed++) {
+            Random r = new Random(seed);
+            PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
+            disk.setFlushLatency(300, new Random(seed * 7L));
+            GateDevice dev = new GateDevice(disk);
+            LogBlock log = freshLog();
+            dev.write(0, ByteBuffer.wrap(log.bytes()));
+            dev.flush();
+            long[] nextFree = {1200};
+            // The engine's one flight at a time, and overlapping flights.
+            LogCommitter c = committer(dev, log, nextFree, seed % 2 == 1 ? LogCommitter.ENGINE_FLUSHES_IN_FLIGHT : 1 + seed % 4);
+            int threads = 2 + r.nextInt(6);
+            int perThread = 10 + r.nextInt(60);
+            boolean cut = r.nextInt(4) != 0;
+            if (cut) disk.armCrashAfterOps(r.nextInt(threads * perThread * 3), new Random(seed * 11L));
+            ConcurrentLinkedQueue<Integer> returned = new ConcurrentLinkedQueue<>();
+            ConcurrentLinkedQueue<Throwable> unexpected = new ConcurrentLinkedQueue<>();
+            List<Thread> ts = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                int tid = t;
+                Thread th = new Thread(() -> {
+                    for (int k = 0; k < perThread; k++) {
+                        int id = tid * perThread + k;   // dest blocks 200..683 stay below the copies (1200..)
+                        byte[] backup = new byte[BS];
+                        ByteBuffer.wrap(backup).putInt(0, id).putInt(4, 0x5eed);
+                        try {
+                            dev.write((200L + id) * BS, ByteBuffer.wrap(backup));
+                            int n = 1 + (id % 3 == 0 ? 1 : 0);   // some writes log two entries
+                            List<LogEntry> es = new ArrayList<>();
+                            for (int j = 0; j < n; j++) es.add(new LogEntry(8L * (1000 + id * 2 + j), 8L * (200 + id), BS, 0));
+                            c.commit(es, -1);
+                            returned.add(id);
+                        } catch (Throwable e) {
+                            if (!disk.isDead()) unexpected.add(e);
+                            return;
+                        }
+                    }
+                });
+                ts.add(th);
+                th.start();
+            }
+            for (Thread th : ts) th.join(60_000);
+            assertTrue(unexpected.isEmpty(), "seed " + seed + ": " + unexpected);
+            if (!disk.isDead()) disk.crash(new Random(seed));
+            byte[] img = disk.durableImage();
+            // Walk the durable chain: the current block, then the copies its entry 0 names.
+            java.util.Set<Integer> counted = new java.util.HashSet<>();
+            LogBlock cur = new LogBlock(java.util.Arrays.copyOf(img, BS));
+            assertEquals(LogBlock.MAGIC, cur.magic(), "seed " + seed);
+            while (true) {
+                for (int i = 1; i < cur.count(); i++) {
+                    LogEntry e = cur.entry(i);
+                    int id = (int) (e.destSector() / 8 - 200);
+                    ByteBuffer bk = ByteBuffer.wrap(img, (int) e.destByte(), BS);
+                    assertEquals(id, bk.getInt((int) e.destByte()), "seed " + seed + ": counted entry " + i + " of sequence " + cur.sequence() + " has its backup durable");
+                    assertEquals(0x5eed, bk.getInt((int) e.destByte() + 4), "seed " + seed);
+                    counted.add(id);
+                }
+                if (cur.sequence() == 0) break;
+                LogEntry copy = cur.entry(0);
+                assertEquals(0, copy.sourceSector());
+                cur = new LogBlock(java.util.Arrays.copyOfRange(img, (int) copy.destByte(), (int) copy.destByte() + BS));
+                assertEquals(LogBlock.MAGIC, cur.magic(), "seed " + seed + ": the copy of a full block is durable");
+                assertEquals(LogBlock.capacity(BS), cur.count(), "seed " + seed + ": a copied block is full");
+            }
+            for (int id : returned) assertTrue(counted.contains(id), "seed " + seed + ": writer " + id + " returned but is not in the durable log");
+            if (!cut) assertEquals(threads * perThread, returned.size(), "seed " + seed);
+        }
+    }
+}
