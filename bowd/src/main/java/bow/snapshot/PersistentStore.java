@@ -27,10 +27,10 @@ import static bow.snapshot.PersistentFormat.*;
  * the merge primitives (prepare_merge / commit_merge).
  *
  * <p>Threads: {@link #lookup}, {@link #prepare} and {@link #usage} take this object's
- * monitor briefly (no I/O under it). {@link #commit} is a group commit: the first
- * waiting writer becomes the committer and writes every queued exception with one
- * flush-area-flush sequence while the others wait. The merge methods are for one
- * merging thread at a time, while no commit runs.
+ * monitor briefly (no I/O under it). {@link #commit} is a pipelined group commit: a
+ * waiting writer becomes the committer and runs rounds of one area write and one flush
+ * while the others wait. The merge methods are for one merging thread at a time, while
+ * no commit runs.
  */
 public final class PersistentStore {
     /** Areas read ahead while loading (the kernel prefetches 12). */
@@ -57,8 +57,14 @@ public final class PersistentStore {
 
     private final ReentrantLock commitLock = new ReentrantLock();
     private final Condition commitDone = commitLock.newCondition();
-    private final ArrayDeque<Batch> queue = new ArrayDeque<>();
-    private boolean committerActive;
+    private final ArrayDeque<Batch> queue = new ArrayDeque<>();   // guarded by commitLock: copies written, not known durable
+    private final ArrayDeque<Batch> ready = new ArrayDeque<>();   // guarded by commitLock: copies durable, in no area yet
+    private boolean committerActive;                              // guarded by commitLock
+    private final Condition queued = commitLock.newCondition();   // a batch was queued while the committer lingers
+    private boolean lingering;                                    // guarded by commitLock
+    private int lastReleased;                                     // guarded by commitLock: writers the last round released
+    private long lastFlushNanos;                                  // guarded by commitLock
+    private final java.util.concurrent.atomic.AtomicLong roundFlushes = new java.util.concurrent.atomic.AtomicLong();
 
     private static final class Batch {
         final long[] olds, news;
@@ -304,72 +310,196 @@ public final class PersistentStore {
     }
 
     /**
-     * commit_exception() with group commit: makes the exceptions durable (their data
-     * chunks were written by the caller) and visible to {@link #lookup}. Returns when
-     * the metadata holding them has been flushed. Concurrent callers share flushes.
+     * commit_exception() with a pipelined group commit: makes the exceptions durable (their
+     * data chunks were written by the caller before this call) and visible to {@link #lookup}.
+     * Returns when the metadata area naming them has been flushed. Concurrent callers share
+     * flushes.
+     *
+     * <p>A batch moves queued -> copy-durable -> committed. The committer (one of the waiting
+     * callers) runs rounds; a round writes the metadata area with every copy-durable batch,
+     * then flushes once. That one flush makes the area write durable (those batches are
+     * committed: their writers are released) and also makes durable the chunk copies of every
+     * batch that was queued before the flush began (they become copy-durable, for the next
+     * round's area write). A batch queued while a flush runs waits for the next flush. So a
+     * lone writer costs two flushes, as before, and a busy queue one flush per round.
+     *
+     * <p>Invariant: the area on disk never names an exception whose data chunk is not
+     * already on stable storage (only batches queued before a completed flush go into an area),
+     * and no caller returns before the area naming its exception has been flushed.
      */
     public void commit(long[] olds, long[] news, int n) throws IOException {
         if (n == 0) return;
         Batch mine = new Batch(olds, news, n);
+        boolean interrupted = false;
         commitLock.lock();
         try {
             queue.add(mine);
+            if (lingering) queued.signal();
             while (!mine.done) {
                 if (committerActive) {
                     commitDone.awaitUninterruptibly();
                     continue;
                 }
                 committerActive = true;
-                List<Batch> group = new ArrayList<>(queue);
-                queue.clear();
-                commitLock.unlock();
-                IOException err = null;
                 try {
-                    writeGroup(group);
-                } catch (IOException e) {
-                    valid = false; // like the kernel: a failed metadata write kills the snapshot
-                    err = e;
-                } catch (Throwable t) {
-                    // An Error (out of memory) too: the committer slot must be given back, or
-                    // every later commit would wait for it forever.
-                    valid = false;
-                    err = new IOException("metadata commit failed: " + t, t);
+                    interrupted |= runRounds(mine);
                 } finally {
-                    commitLock.lock();
+                    // Given back whatever happened, or every later commit would wait forever; the
+                    // next waiter whose batch is not committed yet takes over.
+                    committerActive = false;
+                    commitDone.signalAll();
                 }
-                committerActive = false;
-                for (Batch b : group) { b.done = true; b.error = err; }
-                commitDone.signalAll();
             }
         } finally {
             commitLock.unlock();
+            if (interrupted) Thread.currentThread().interrupt();
         }
         if (mine.error != null) {
             throw new DeviceException(DeviceException.errnoOf(mine.error), "committing exceptions failed: " + mine.error.getMessage(), mine.error);
         }
     }
 
-    /** Exception batches waiting for the committer (for tests of group commit). */
+    /**
+     * Commit rounds until {@code mine} is committed (or failed). Called and returns with
+     * commitLock held. True if the thread was interrupted meanwhile (the flag is cleared, so
+     * that no device I/O runs interrupted; the caller sets it again).
+     */
+    private boolean runRounds(Batch mine) {
+        boolean interrupted = false;
+        while (!mine.done) {
+            List<Batch> writing = new ArrayList<>(ready);
+            ready.clear();
+            List<Batch> copying = List.of();
+            Throwable failure = null;
+            commitLock.unlock();
+            try {
+                if (!isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
+                if (!writing.isEmpty()) writeAreas(writing);
+            } catch (Throwable t) {
+                failure = t;
+            } finally {
+                commitLock.lock();
+            }
+            if (failure == null) {
+                // Every batch queued so far had its chunk copy written before it was queued, so
+                // the flush that starts now makes those copies durable.
+                if (linger()) interrupted = true;
+                copying = new ArrayList<>(queue);
+                queue.clear();
+                long f0 = System.nanoTime();
+                commitLock.unlock();
+                try {
+                    flushRound();
+                } catch (Throwable t) {
+                    failure = t;
+                } finally {
+                    commitLock.lock();
+                }
+                lastFlushNanos = System.nanoTime() - f0;
+            }
+            if (failure != null) {
+                failAll(failure, writing, copying);
+                return interrupted;
+            }
+            synchronized (this) {
+                for (Batch b : writing) {
+                    for (int i = 0; i < b.n; i++) {
+                        map.put(b.olds[i], b.news[i]);
+                        if (b.olds[i] > maxOldChunk) maxOldChunk = b.olds[i];
+                    }
+                }
+            }
+            for (Batch b : writing) b.done = true;
+            lastReleased = writing.size();
+            ready.addAll(copying);
+            if (!writing.isEmpty()) commitDone.signalAll();
+        }
+        return interrupted;
+    }
+
+    /** The longest a round waits for the writers it released to come back (bench/RESULTS.md, "persistent first writes"). */
+    static final long MAX_LINGER_NANOS = 1_000_000;
+
+    /**
+     * Before a round's flush starts: the writers the last round released usually come back at
+     * once with their next first write; waiting a little (at most half a flush, bounded) for
+     * them lets this flush make their copies durable, instead of the next one. Called with
+     * commitLock held; never waits when the last round released nobody.
+     */
+    private boolean linger() {
+        int want = lastReleased;
+        if (want == 0 || queue.size() >= want) return false;
+        boolean interrupted = false;
+        long deadline = System.nanoTime() + Math.min(lastFlushNanos / 2, MAX_LINGER_NANOS);
+        lingering = true;
+        try {
+            long left;
+            while (queue.size() < want && (left = deadline - System.nanoTime()) > 0) {
+                try {
+                    queued.awaitNanos(left);
+                } catch (InterruptedException e) {
+                    interrupted = true;   // as awaitUninterruptibly: kept, set again once the commit is done
+                }
+            }
+        } finally {
+            lingering = false;
+        }
+        return interrupted;
+    }
+
+    /**
+     * A failed round (an I/O error, or an Error such as out of memory) kills the snapshot, like
+     * the kernel's failed metadata write, and fails every batch: this round's and all pending.
+     */
+    private void failAll(Throwable failure, List<Batch> writing, List<Batch> copying) {
+        valid = false;
+        IOException err = failure instanceof IOException io ? io : new IOException("metadata commit failed: " + failure, failure);
+        List<Batch> all = new ArrayList<>(writing);
+        all.addAll(copying);
+        all.addAll(ready);
+        all.addAll(queue);
+        ready.clear();
+        queue.clear();
+        for (Batch b : all) { b.done = true; b.error = err; }
+        commitDone.signalAll();
+    }
+
+    /** Exception batches waiting for the committer, queued or copy-durable (for tests of group commit). */
     int queuedCommits() {
         commitLock.lock();
         try {
-            return queue.size();
+            return queue.size() + ready.size();
         } finally {
             commitLock.unlock();
         }
     }
 
-    private void writeGroup(List<Batch> group) throws IOException {
-        if (!isValid()) throw new DeviceException(Errno.EIO, "snapshot is invalid");
+    /** Flushes done by commit rounds, not counting the extra one when an area fills (for tests). */
+    long commitFlushes() {
+        return roundFlushes.get();
+    }
+
+    private void flushRound() throws IOException {
+        roundFlushes.incrementAndGet();
+        cow.flush();
+    }
+
+    /**
+     * Puts copy-durable exceptions into the current area and writes it, without the final
+     * flush (the round's flush makes it durable). When the area fills, the next area is zeroed
+     * and that zeroing flushed before the full area is written: the next area must read as
+     * empty before this one can be seen as full.
+     */
+    private void writeAreas(List<Batch> group) throws IOException {
         boolean dirty = false;
         for (Batch b : group) {
             for (int i = 0; i < b.n; i++) {
                 putException(area, currentCommitted++, b.olds[i], b.news[i]);
                 dirty = true;
                 if (currentCommitted == epa) {
-                    // The next area must read as empty before this one is seen as full.
                     cow.write(areaLocation(epa, currentArea + 1) * chunkBytes, ByteBuffer.wrap(new byte[chunkBytes]));
-                    writeAreaDurably();
+                    cow.flush();
+                    writeArea();
                     currentArea++;
                     currentCommitted = 0;
                     area = new byte[chunkBytes];
@@ -377,22 +507,11 @@ public final class PersistentStore {
                 }
             }
         }
-        if (dirty) writeAreaDurably();
-        synchronized (this) {
-            for (Batch b : group) {
-                for (int i = 0; i < b.n; i++) {
-                    map.put(b.olds[i], b.news[i]);
-                    if (b.olds[i] > maxOldChunk) maxOldChunk = b.olds[i];
-                }
-            }
-        }
+        if (dirty) writeArea();
     }
 
-    /** The kernel's area write with REQ_PREFLUSH | REQ_FUA: flush, write, flush. */
-    private void writeAreaDurably() throws IOException {
-        cow.flush();
+    private void writeArea() throws IOException {
         cow.write(areaLocation(epa, currentArea) * chunkBytes, ByteBuffer.wrap(area.clone()));
-        cow.flush();
     }
 
     /** drop_snapshot(): writes the header with valid = 0 and flushes. Exceptions are forgotten. */
