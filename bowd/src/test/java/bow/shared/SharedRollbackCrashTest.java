@@ -40,8 +40,10 @@ class SharedRollbackCrashTest {
         seeds("shared rollback resumed after cuts", Math.max(4, intProp("bow.test.crashes", 40) / 10), seed -> {
             if (run(new Random(seed), false)) cut[0]++;
         });
-        assertTrue(cut[0] > 0, "no run was cut");
-        assertTrue(resumes.get() > 0, "no reopen resumed a recorded rollback");
+        if (Long.getLong("bow.test.seed") == null) {   // a replayed single seed need not be cut
+            assertTrue(cut[0] > 0, "no run was cut");
+            assertTrue(resumes.get() > 0, "no reopen resumed a recorded rollback");
+        }
         System.out.println("SharedRollbackCrashTest: " + cut[0] + " runs cut, " + resumes.get() + " resumed rollbacks");
     }
 
@@ -52,8 +54,10 @@ class SharedRollbackCrashTest {
         seeds("shared checkpoint rollback resumed after cuts", Math.max(4, intProp("bow.test.crashes", 40) / 10), seed -> {
             if (run(new Random(seed), true)) cut[0]++;
         });
-        assertTrue(cut[0] > 0, "no run was cut");
-        assertTrue(resumes.get() > 0, "no reopen resumed a recorded rollback");
+        if (Long.getLong("bow.test.seed") == null) {   // a replayed single seed need not be cut
+            assertTrue(cut[0] > 0, "no run was cut");
+            assertTrue(resumes.get() > 0, "no reopen resumed a recorded rollback");
+        }
         System.out.println("SharedRollbackCrashTest: " + cut[0] + " runs cut, " + resumes.get() + " resumed rollbacks");
     }
 
@@ -171,8 +175,10 @@ class SharedRollbackCrashTest {
         } catch (IOException ex) {
             assertTrue(p.dead(), "only the power cut may fail the rollback: " + ex);
         }
+        // Disarmed before asking: a background step (the checkpoint's reclaim) may meet an
+        // armed cut after the rollback returned, between the question and the disarm.
+        p.disarm();
         if (!p.dead()) {
-            p.disarm();
             assertArrayEquals(want, readAll(view(e, -1)), "the origin is the target after an uncut rollback");
             e.close();
         } else {
@@ -218,8 +224,8 @@ class SharedRollbackCrashTest {
                 } finally {
                     SharedEngine.holdRollbacks = false;
                 }
+                p.disarm();                // first, as above
                 if (p.dead()) continue;    // the cut came after the rollback's last write
-                p.disarm();
                 break;
             }
             assertNotEquals("ROLLING_BACK", cur.status().state(), "the resumed rollback is over");
