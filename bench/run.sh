@@ -492,7 +492,7 @@ extra "rangemap" "$rm_line" ""
 say "bowctl needs-checkpoint: 11 calls (after one that may write bin/bowctl's class-data archive)"
 "$top/bin/bowctl" needs-checkpoint --record "$T/no-such.rec" >/dev/null 2>&1 || true
 jv=()
-for i in 1 2 3 4 5; do jv+=($(time_ms java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -version)); done
+for i in 1 2 3 4 5; do jv+=($(time_ms java -XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:-UsePerfData -version)); done  # bin/bowctl's JVM options
 jv_median=$(printf '%s\n' "${jv[@]}" | sort -n | sed -n 3p)
 ncs=()
 for i in $(seq 11); do
