@@ -156,9 +156,12 @@ start_server() {
     # The server's resident memory, sampled every 0.2 s; the peak is reported (bowd: target < 256 MiB).
     RSS_FILE=$T/$name.rss
     echo 0 >"$RSS_FILE"
+    # bin/bowd's first serving run in a mode after a build is a shell with java as its child
+    # (it writes the class-data archive): then the child is sampled.
     ( pid=$SERVER_PID; max=0
+      jpid=$(pgrep -P "$pid" -x java || echo "$pid")
       while kill -0 "$pid" 2>/dev/null; do
-          r=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+          r=$(awk '/^VmRSS/ {print $2}' "/proc/$jpid/status" 2>/dev/null || echo 0)
           [ -n "$r" ] && [ "$r" -gt "$max" ] && { max=$r; echo "$max" >"$RSS_FILE"; }
           sleep 0.2
       done ) &
