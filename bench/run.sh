@@ -157,9 +157,12 @@ start_server() {
     # The server's resident memory, sampled every 0.2 s; the peak is reported (bowd: target < 256 MiB).
     RSS_FILE=$T/$name.rss
     echo 0 >"$RSS_FILE"
+    # bin/bowd's first serving run in a mode after a build is a shell with java as its child
+    # (it writes the class-data archive): then the child is sampled.
     ( pid=$SERVER_PID; max=0
+      jpid=$(pgrep -P "$pid" -x java || echo "$pid")
       while kill -0 "$pid" 2>/dev/null; do
-          r=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+          r=$(awk '/^VmRSS/ {print $2}' "/proc/$jpid/status" 2>/dev/null || echo 0)
           [ -n "$r" ] && [ "$r" -gt "$max" ] && { max=$r; echo "$max" >"$RSS_FILE"; }
           sleep 0.2
       done ) &
@@ -494,7 +497,7 @@ extra "rangemap" "$rm_line" ""
 say "bowctl needs-checkpoint: 11 calls (after one that may write bin/bowctl's class-data archive)"
 "$top/bin/bowctl" needs-checkpoint --record "$T/no-such.rec" >/dev/null 2>&1 || true
 jv=()
-for i in 1 2 3 4 5; do jv+=($(time_ms java -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -version)); done
+for i in 1 2 3 4 5; do jv+=($(time_ms java -XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:-UsePerfData -version)); done  # bin/bowctl's JVM options
 jv_median=$(printf '%s\n' "${jv[@]}" | sort -n | sed -n 3p)
 ncs=()
 for i in $(seq 11); do

@@ -10,6 +10,11 @@ for i in $(seq 3000); do
   kill -0 $pid 2>/dev/null || { cat $W/bowd.log; exit 1; }
   [ -S $SOCK ] && nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null 2>&1 && break; sleep 0.02; done
 t1=$(date +%s%N)
+# CPU the JVM spent to get there (user + system, all its threads; 100 ticks/s): steadier than
+# the wall time on a loaded machine. The JVM is bowd's process, or its child while bin/bowd
+# writes its class-data archive.
+j=$(pgrep -P $pid -x java || echo $pid)
+cpu=$(awk '{ print ($14 + $15) * 10 }' /proc/$j/stat)
 st=$($top/bin/bowctl status --json --control $CTL | jq -r '.details.status')
 $top/bin/bowctl shutdown --control $CTL >/dev/null 2>&1 || kill $pid; wait $pid
-echo "open $(( (t1-t0)/1000000 )) ms (COW $st), load $load"
+echo "open $(( (t1-t0)/1000000 )) ms, CPU $cpu ms (COW $st), load $load"

@@ -41,7 +41,18 @@ public final class LinuxNative {
     public static final int FALLOC_FL_PUNCH_HOLE = 0x02;
 
     static {
-        Native.register("c");
+        registerLibc(LinuxNative.class);
+    }
+
+    /**
+     * Binds the native methods of {@code c} to the C library by its file name ({@code libc.so.6}),
+     * which the dynamic loader finds by itself. Unless told otherwise, JNA first builds a library
+     * search path, running {@code /sbin/ldconfig -p} to do so (a fork and an exec, tens of
+     * milliseconds of every bowd and bowctl start); the C library needs no search path.
+     */
+    public static void registerLibc(Class<?> c) {
+        if (System.getProperty("jna.platform.library.path") == null) System.setProperty("jna.platform.library.path", "");
+        Native.register(c, com.sun.jna.Platform.C_LIBRARY_NAME);
     }
 
     private LinuxNative() {}

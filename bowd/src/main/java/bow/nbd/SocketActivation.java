@@ -1,7 +1,6 @@
 package bow.nbd;
 
 import com.sun.jna.LastErrorException;
-import com.sun.jna.Native;
 
 import java.io.IOException;
 import java.nio.channels.Channel;
@@ -25,7 +24,7 @@ public final class SocketActivation {
 
     private static final class Libc {
         static {
-            Native.register("c");
+            bow.blockdev.LinuxNative.registerLibc(Libc.class);
         }
 
         static native int dup2(int oldFd, int newFd) throws LastErrorException;

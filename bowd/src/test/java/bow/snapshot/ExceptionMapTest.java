@@ -22,6 +22,10 @@ class ExceptionMapTest {
             for (int i = 0; i < 20000; i++) {
                 long k = r.nextInt(keySpace) * (r.nextBoolean() ? 1L : 1L << 33);
                 if (r.nextInt(700) == 0) m.ensureCapacity(m.size() + r.nextInt(3000));   // as a load presizes it
+                if (r.nextInt(15000) == 0) {                                                // as a commit empties it
+                    m.clear();
+                    ref.clear();
+                }
                 if (r.nextInt(3) == 0) {
                     m.remove(k);
                     ref.remove(k);
@@ -35,7 +39,11 @@ class ExceptionMapTest {
                     for (Map.Entry<Long, Long> e : ref.entrySet()) assertEquals(e.getValue(), m.get(e.getKey()), "seed " + seed);
                 }
             }
-            for (int k = 0; k < keySpace; k++) assertEquals(ref.getOrDefault((long) k, 0L), m.get(k), "seed " + seed);
+            assertEquals(ref.size(), m.size(), "seed " + seed);
+            for (long k = 0; k < keySpace; k++) {
+                assertEquals(ref.getOrDefault(k, 0L), m.get(k), "seed " + seed);
+                assertEquals(ref.getOrDefault(k << 33, 0L), m.get(k << 33), "seed " + seed);   // keys and values kept apart
+            }
         }
     }
 
