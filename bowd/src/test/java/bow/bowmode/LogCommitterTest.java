@@ -45,18 +45,28 @@ class LogCommitterTest {
         return new LogCommitter(dev, log, () -> new LogCommitter.Allocation(nextFree[0]++, () -> {}), flights);
     }
 
+    /** A disk with a fresh durable log, a gate above it, and a committer on the gate. */
+    record Rig(PowerCutDevice disk, GateDevice dev, LogCommitter c) {}
+
+    static Rig rig(int flights) throws java.io.IOException {
+        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
+        GateDevice dev = new GateDevice(disk);
+        LogBlock log = freshLog();
+        dev.write(0, ByteBuffer.wrap(log.bytes()));
+        dev.flush();
+        return new Rig(disk, dev, committer(dev, log, new long[] {300}, flights));
+    }
+
     static LogEntry entry(int i) { return new LogEntry(8L * (100 + i), 8L * (200 + i), BS, 0); }
 
     static long countOn(byte[] image) { return new LogBlock(java.util.Arrays.copyOf(image, BS)).count(); }
 
     @Test
     void anEntryStagedDuringAFlushWaitsForALaterFlushAndTheFirstWriterIsNotHeldBack() throws Exception {
-        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
-        GateDevice dev = new GateDevice(disk);
-        LogBlock log = freshLog();
-        dev.write(0, ByteBuffer.wrap(log.bytes()));
-        dev.flush();
-        LogCommitter c = committer(dev, log, new long[] {300});
+        Rig rig = rig(2);
+        PowerCutDevice disk = rig.disk();
+        GateDevice dev = rig.dev();
+        LogCommitter c = rig.c();
 
         Gate f1 = dev.arm(Op.FLUSH, Match.any());
         GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
@@ -78,12 +88,10 @@ class LogCommitterTest {
 
     @Test
     void oneFlightAtATimeAWriterArrivingDuringAFlushIsStagedAtOnceAndRidesTheNextFlush() throws Exception {
-        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
-        GateDevice dev = new GateDevice(disk);
-        LogBlock log = freshLog();
-        dev.write(0, ByteBuffer.wrap(log.bytes()));
-        dev.flush();
-        LogCommitter c = committer(dev, log, new long[] {300}, LogCommitter.ENGINE_FLUSHES_IN_FLIGHT);
+        Rig rig = rig(LogCommitter.ENGINE_FLUSHES_IN_FLIGHT);
+        PowerCutDevice disk = rig.disk();
+        GateDevice dev = rig.dev();
+        LogCommitter c = rig.c();
 
         Gate f1 = dev.arm(Op.FLUSH, Match.any());
         GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
@@ -111,12 +119,10 @@ class LogCommitterTest {
 
     @Test
     void aWriterStagedBeforeAFlushIsReleasedByItEvenWhileAnEarlierFlushIsStillRunning() throws Exception {
-        PowerCutDevice disk = new PowerCutDevice(BLOCKS * BS);
-        GateDevice dev = new GateDevice(disk);
-        LogBlock log = freshLog();
-        dev.write(0, ByteBuffer.wrap(log.bytes()));
-        dev.flush();
-        LogCommitter c = committer(dev, log, new long[] {300});
+        Rig rig = rig(2);
+        PowerCutDevice disk = rig.disk();
+        GateDevice dev = rig.dev();
+        LogCommitter c = rig.c();
 
         Gate f1 = dev.arm(Op.FLUSH, Match.any());
         GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
