@@ -17,7 +17,7 @@ import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Appends backup entries to the log in block 0, durable before the caller returns,
- * with flushes shared by every writer they cover and several flushes in flight at once.
+ * with flushes shared by every writer they cover (one in flight at a time for the engine).
  *
  * <p>A writer, under the lock: <em>stages</em> its entries (puts them into the log block
  * past the header's count and writes the sectors they are in: bytes past the count are
@@ -86,6 +86,7 @@ final class LogCommitter {
     /** The longest a flush waits for the writers the last one released. */
     static final long MAX_LINGER_NANOS = 1_000_000;
     private boolean lingering;           // lock
+    private long flushes;                // flushes ended, rollovers not counted (lock)
     private long lingeredAfter = -1;     // the flush count when the last linger began (lock)
     private long lastFlushNanos;         // lock
     private long releasedAtLastEnd;      // tickets the last flush made durable (lock)
@@ -103,7 +104,6 @@ final class LogCommitter {
     private volatile long sequence;
     private volatile long backedUpBytes;
     private volatile long totalEntries;
-    private volatile long flushes;
 
     LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator) {
         this(dev, initial, allocator, ENGINE_FLUSHES_IN_FLIGHT);
@@ -336,7 +336,6 @@ final class LogCommitter {
             log.setEntry(0, new LogEntry(0, dest * (bs / 512), bs, crc));
             dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
             dev.flush();
-            flushes += 2;
             count = 1;
             staged = 1;
             totalEntries++;
@@ -353,9 +352,6 @@ final class LogCommitter {
     long backedUpBytes() { return backedUpBytes; }
 
     long totalEntries() { return totalEntries; }
-
-    /** Flushes this committer has made. */
-    long flushes() { return flushes; }
 
     IOException failure() { return failure; }
 

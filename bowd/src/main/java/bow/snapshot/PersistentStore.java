@@ -183,9 +183,9 @@ public final class PersistentStore {
                     full.add(buf);
                 } else {
                     synchronized (this) { map.ensureCapacity(map.size() + full.size() * epa + n); }
-                    for (int f = 0; f < full.size(); f++) insertArea(full.get(f), f, cowChunks);
+                    for (byte[] f : full) insertArea(f, epa);
                     full.clear();
-                    insertArea(buf, a, cowChunks);
+                    insertArea(buf, n);
                     // Entries after the terminator can be left by a torn area write; the next
                     // commit rewrites the whole area, so drop them now or they would come back.
                     java.util.Arrays.fill(buf, n * EXCEPTION_BYTES, chunkBytes, (byte) 0);
@@ -226,7 +226,7 @@ public final class PersistentStore {
         }
     }
 
-    /** The exceptions of an area before its terminator, each checked as {@link #insertArea} does; nothing inserted. */
+    /** The exceptions of an area before its terminator, each checked against the COW's layout; nothing inserted. */
     private int checkArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
         ByteBuffer bb = ByteBuffer.wrap(buf).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         for (int i = 0; i < epa; i++) {
@@ -242,23 +242,17 @@ public final class PersistentStore {
         return epa;
     }
 
-    private int insertArea(byte[] buf, long areaIndex, long cowChunks) throws DeviceException {
+    /** Inserts the first {@code n} exceptions of an area that {@link #checkArea} has passed. */
+    private void insertArea(byte[] buf, int n) {
         ByteBuffer bb = ByteBuffer.wrap(buf).order(java.nio.ByteOrder.LITTLE_ENDIAN);
         synchronized (this) {
-            for (int i = 0; i < epa; i++) {
+            for (int i = 0; i < n; i++) {
                 long oldChunk = bb.getLong(i * EXCEPTION_BYTES);
                 long newChunk = bb.getLong(i * EXCEPTION_BYTES + 8);
-                if (newChunk == 0) return i;
-                if (newChunk < 0 || newChunk >= cowChunks || isMetadataChunk(epa, newChunk) || oldChunk < 0) {
-                    throw new DeviceException(Errno.EIO, "COW: metadata area " + areaIndex + " entry " + i + " maps chunk "
-                            + oldChunk + " to " + newChunk + ", which is not a data chunk of a " + cowChunks
-                            + "-chunk COW; the metadata is corrupt");
-                }
                 if (nextFree <= newChunk) nextFree = newChunk + 1;
                 if (oldChunk > maxOldChunk) maxOldChunk = oldChunk;
                 map.put(oldChunk, newChunk);
             }
-            return epa;
         }
     }
 
