@@ -47,6 +47,14 @@ public final class CountingDevice implements BlockDevice {
         dev.flush();
     }
 
+    /** Counted as a write and a flush. */
+    @Override
+    public void writeDurably(long offset, ByteBuffer src, long[] offsets, long[] lengths, int n) throws IOException {
+        writes.increment();
+        flushes.increment();
+        dev.writeDurably(offset, src, offsets, lengths, n);
+    }
+
     @Override
     public void writeZeroes(long offset, long length) throws IOException {
         writes.increment();

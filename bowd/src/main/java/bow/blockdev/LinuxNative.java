@@ -91,6 +91,30 @@ public final class LinuxNative {
         public static native int statx(int dirfd, String path, int flags, int mask, com.sun.jna.Pointer buf) throws LastErrorException;
     }
 
+    public static final int SYNC_FILE_RANGE_WAIT_BEFORE = 1;
+    public static final int SYNC_FILE_RANGE_WAIT_AFTER = 4;
+    /** pwritev2 flag: this write is synced as with O_DSYNC (its range, then the device's cache). */
+    public static final int RWF_DSYNC = 2;
+    public static final int ENOSYS = 38;
+    public static final int EOPNOTSUPP = 95;
+    /** statfs f_type values of the filesystems whose ranged sync still commits the file's metadata whole. */
+    public static final long EXT4_SUPER_MAGIC = 0xEF53L, XFS_SUPER_MAGIC = 0x58465342L, TMPFS_MAGIC = 0x01021994L;
+
+    /** pwritev2 (glibc 2.26+) and fstatfs, registered on their own like {@link Statx}. */
+    public static final class RangedSync {
+        static {
+            Native.register(com.sun.jna.Platform.C_LIBRARY_NAME);
+        }
+
+        private RangedSync() {}
+
+        /** {@code iov} points at {@code iovcnt} struct iovec {void *base; size_t len}. */
+        public static native long pwritev2(int fd, com.sun.jna.Pointer iov, int iovcnt, long offset, int flags) throws LastErrorException;
+
+        /** struct statfs (120 bytes on LP64 Linux); f_type, a long, comes first. */
+        public static native int fstatfs(int fd, com.sun.jna.Pointer buf) throws LastErrorException;
+    }
+
     /** BSD lock on the open file description: not dropped when another descriptor of the file is closed. */
     public static native int flock(int fd, int operation) throws LastErrorException;
 

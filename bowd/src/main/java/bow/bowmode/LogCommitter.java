@@ -10,26 +10,30 @@ import bow.bowlog.LogEntry;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.locks.Condition;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Appends backup entries to the log in block 0, durable before the caller returns,
- * with flushes shared by every writer they cover (one in flight at a time for the engine).
+ * with flushes shared by every writer they cover, one in flight at a time.
  *
  * <p>A writer, under the lock: <em>stages</em> its entries (puts them into the log block
  * past the header's count and writes the sectors they are in: bytes past the count are
  * not part of the log, so writing them early is harmless) and takes the next ticket. Then,
- * until a header that counts its ticket is on stable storage, it either waits for a flush
- * in flight that covers what it needs or starts one itself (outside the lock, at most
- * {@code maxFlushesInFlight} at once; the engine runs one at a time, see
- * {@link #ENGINE_FLUSHES_IN_FLIGHT}).
+ * until a header that counts its ticket is on stable storage, it either waits for the flush
+ * in flight or starts one itself (outside the lock).
  * A flush started after ticket t was staged makes t <em>eligible</em> (its backup copies,
  * written before it queued, and its log bytes are on stable storage); the header is then
  * rewritten (sector 0, one atomic sector) to count every eligible ticket and to carry
  * the newest sector0 among them, and a flush started after that write makes them durable.
+ *
+ * <p>A flush is ranged ({@link BlockDevice#writeDurably}): it rewrites sector 0 as it stands
+ * when the flush starts and makes durable only that and what the tickets it makes eligible
+ * name (their backups' destinations, the block a new sector0 points at, the log block's
+ * tail), not the client's data writes, which a full flush would write back too (most of
+ * its cost, bench/RESULTS.md). Two flushes in flight could land their sector-0 copies out
+ * of order, a header moving backwards under a writer already released: hence one.
  *
  * <p>The invariant, at every crash point: the header on disk never counts an entry, nor
  * names a sector0, whose backup data and log bytes were not on stable storage before that
@@ -46,15 +50,6 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 final class LogCommitter {
     static final int SECTOR = 512;
-    /**
-     * Flushes in flight at most, for the engine: one. Measured (bench/RESULTS.md, "bow first
-     * writes"): with 2 or 4 in flight the flushes multiplied (0.5 and 1.1 per write against
-     * 0.25) and first writes got slower on this machine's disk, because each extra flush
-     * also writes back what was dirtied meanwhile. With one, a writer that arrives during a
-     * flush is staged at once and counted by the header written as soon as that flush ends.
-     */
-    static final int ENGINE_FLUSHES_IN_FLIGHT = 1;
-
     /** Gives a free block for the copy of a full log block (space reserved by the engine). */
     interface LogBlockAllocator {
         Allocation allocate() throws IOException;
@@ -66,8 +61,11 @@ final class LogCommitter {
      */
     record Allocation(long block, Runnable release) {}
 
-    /** A staged ticket not yet counted: where its entries end, its sector0 (or -1), its bytes. */
-    private record Staged(long ticket, int end, long sector0, long bytes) {}
+    /**
+     * A staged ticket not yet counted: where its entries end, its sector0 (or -1), its bytes,
+     * and the byte ranges a flush must make durable for it ({offset, length} pairs).
+     */
+    private record Staged(long ticket, int end, long sector0, long bytes, long[] ranges) {}
 
     /** What a flush in flight will make durable: tickets staged, and counted, when it started. */
     private record Flight(long staged, long counted) {}
@@ -76,7 +74,6 @@ final class LogCommitter {
     private final int bs;
     private final int capacity;
     private final LogBlockAllocator allocator;
-    private final int maxFlushesInFlight;
 
     private final ReentrantLock lock = new ReentrantLock();
     /** Signalled whenever a flush ends, the header moves or the log fails. */
@@ -93,7 +90,7 @@ final class LogCommitter {
     private long stagedAtLastEnd;        // stagedTicket when the last flush ended (lock)
     private final LogBlock log;                                  // guarded by lock
     private final ArrayDeque<Staged> uncounted = new ArrayDeque<>();   // guarded by lock
-    private final ArrayList<Flight> flights = new ArrayList<>();      // guarded by lock
+    private Flight flight;               // the flush in flight, or null (lock)
     private int staged;                  // log positions in use, counted or not (lock)
     private long stagedTicket;           // the last ticket staged (lock)
     private long eligibleTicket;         // tickets <= it are on stable storage, log bytes and backups (lock)
@@ -106,12 +103,6 @@ final class LogCommitter {
     private volatile long totalEntries;
 
     LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator) {
-        this(dev, initial, allocator, ENGINE_FLUSHES_IN_FLIGHT);
-    }
-
-    LogCommitter(BlockDevice dev, LogBlock initial, LogBlockAllocator allocator, int maxFlushesInFlight) {
-        if (maxFlushesInFlight < 1) throw new IllegalArgumentException("maxFlushesInFlight " + maxFlushesInFlight);
-        this.maxFlushesInFlight = maxFlushesInFlight;
         this.dev = dev;
         this.log = initial;
         this.bs = (int) initial.blockSize();
@@ -168,10 +159,19 @@ final class LogCommitter {
     private long stage(List<LogEntry> entries, long sector0) throws IOException {
         int from = staged;
         long bytes = 0;
+        // What the flush must make durable besides sector 0: the backups, the new sector0's block, the tail.
+        long[] ranges = new long[2 * entries.size() + 4];
+        int r = 0;
         try {
             for (LogEntry e : entries) {
                 log.setEntry(staged++, e);
                 bytes += e.sizeBytes();
+                ranges[r++] = e.destByte();
+                ranges[r++] = e.sizeBytes();
+            }
+            if (sector0 >= 0) {
+                ranges[r++] = sector0 * SECTOR;
+                ranges[r++] = bs;
             }
             if (!entries.isEmpty()) {
                 // Sector 0 also carries the header, always with values already safe on disk.
@@ -180,13 +180,15 @@ final class LogCommitter {
                 }
                 if (bs > SECTOR && LogBlock.HEADER_SIZE + staged * LogBlock.ENTRY_SIZE > SECTOR) {
                     dev.write(SECTOR, ByteBuffer.wrap(log.bytes(), SECTOR, bs - SECTOR));
+                    ranges[r++] = SECTOR;
+                    ranges[r++] = bs - SECTOR;
                 }
             }
         } catch (Throwable t) {
             throw fail(t);
         }
         long ticket = ++stagedTicket;
-        uncounted.add(new Staged(ticket, staged, sector0, bytes));
+        uncounted.add(new Staged(ticket, staged, sector0, bytes, java.util.Arrays.copyOf(ranges, r)));
         if (lingering) stagedCond.signal();
         return ticket;
     }
@@ -198,13 +200,8 @@ final class LogCommitter {
             checkFailure();
             if (durableTicket >= ticket) return interrupted;
             if (countedTicket < eligibleTicket) writeHeader();
-            boolean covered = false;
-            for (Flight f : flights) {
-                // A flight in progress brings this ticket one step on: wait for it.
-                if (eligibleTicket < ticket ? f.staged() >= ticket : f.counted() >= ticket) covered = true;
-            }
-            if (lingering) covered = true;   // the flush about to start covers everything staged
-            if (covered || flights.size() >= maxFlushesInFlight) {
+            // The flush in flight, covering this ticket or not, or one about to start: wait for it.
+            if (flight != null || lingering) {
                 changed.awaitUninterruptibly();
             } else if (shouldLinger()) {
                 interrupted |= linger();
@@ -218,10 +215,10 @@ final class LogCommitter {
      * Before a flush starts: the writers the last flush released usually come back at once
      * with their next first write. Waiting a little for them (at most half a flush, and
      * {@link #MAX_LINGER_NANOS}) lets this flush make their entries durable, instead of the
-     * next one: a whole flush less for them to wait. Once per flush, one flight at a time only.
+     * next one: a whole flush less for them to wait. Once per flush.
      */
     private boolean shouldLinger() {
-        return maxFlushesInFlight == 1 && flights.isEmpty() && lingeredAfter != flushes
+        return flight == null && lingeredAfter != flushes
                 && stagedTicket - stagedAtLastEnd < releasedAtLastEnd;
     }
 
@@ -272,20 +269,36 @@ final class LogCommitter {
         changed.signalAll();
     }
 
-    /** One flush, with the lock released while it runs; records what it made durable. */
+    /**
+     * One flush, with the lock released while it runs; records what it made durable. It rewrites
+     * sector 0 as it is now (the header written last, and every entry staged in it) and syncs the
+     * ranges of the tickets it makes eligible: those staged since the last flush started.
+     */
     private void flushUnlocked() throws IOException {
         Flight f = new Flight(stagedTicket, countedTicket);
-        flights.add(f);
+        flight = f;
+        byte[] sector = java.util.Arrays.copyOf(log.bytes(), SECTOR);
+        int n = 0;
+        for (Staged st : uncounted) if (st.ticket() > eligibleTicket) n += st.ranges().length / 2;
+        long[] offsets = new long[n], lengths = new long[n];
+        int k = 0;
+        for (Staged st : uncounted) {
+            if (st.ticket() <= eligibleTicket) continue;
+            for (int i = 0; i < st.ranges().length; i += 2) {
+                offsets[k] = st.ranges()[i];
+                lengths[k++] = st.ranges()[i + 1];
+            }
+        }
         Throwable error = null;
         long t0 = System.nanoTime();
         lock.unlock();
         try {
-            dev.flush();
+            dev.writeDurably(0, ByteBuffer.wrap(sector), offsets, lengths, n);
         } catch (Throwable t) {
             error = t;
         } finally {
             lock.lock();
-            flights.remove(f);
+            flight = null;
             changed.signalAll();
         }
         if (error != null) throw fail(error);
@@ -303,7 +316,7 @@ final class LogCommitter {
             awaitCounted(stagedTicket);
             return;
         }
-        while (!flights.isEmpty()) changed.awaitUninterruptibly();   // nobody flushes mid-rollover
+        while (flight != null) changed.awaitUninterruptibly();   // nobody flushes mid-rollover
         checkFailure();
         if (staged != capacity) return;
         try {
@@ -328,14 +341,12 @@ final class LogCommitter {
         try {
             long dest = a.block();
             byte[] full = log.bytes().clone();
-            dev.write(dest * bs, ByteBuffer.wrap(full));
-            dev.flush();
+            dev.writeDurably(dest * bs, ByteBuffer.wrap(full), new long[0], new long[0], 0);
             int crc = BowCrc.entryChecksum(0, bs, full, 0, bs);
             sequence++;
             log.initHeader(LogBlock.MAGIC, bs, 1, (int) sequence, log.sector0());
             log.setEntry(0, new LogEntry(0, dest * (bs / 512), bs, crc));
-            dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
-            dev.flush();
+            dev.writeDurably(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR), new long[0], new long[0], 0);
             count = 1;
             staged = 1;
             totalEntries++;
@@ -359,7 +370,7 @@ final class LogCommitter {
     void quiesce() {
         lock.lock();
         try {
-            while (!flights.isEmpty()) changed.awaitUninterruptibly();
+            while (flight != null) changed.awaitUninterruptibly();
         } finally {
             lock.unlock();
         }

@@ -38,5 +38,11 @@ public final class JitterDevice implements BlockDevice {
 
     @Override public void flush() throws IOException { jitter(); inner.flush(); }
 
+    @Override
+    public void writeDurably(long offset, ByteBuffer src, long[] offsets, long[] lengths, int n) throws IOException {
+        jitter();
+        inner.writeDurably(offset, src, offsets, lengths, n);
+    }
+
     @Override public void close() throws IOException { inner.close(); }
 }

@@ -24,6 +24,7 @@ import java.util.Random;
  * <p>With {@link #setFlushLatency} a flush takes time, as a real one does, and several
  * may be in flight at once: it makes durable exactly the writes that had returned when it
  * was called (later writes stay volatile even if they land while it runs), at its end.
+ * {@link #writeDurably} makes only the ranges it names durable.
  */
 public final class PowerCutDevice implements BlockDevice {
     public static final int SECTOR = 512;
@@ -133,6 +134,90 @@ public final class PowerCutDevice implements BlockDevice {
             checkAlive();   // power failed while it ran: the crash already decided what survived
             persistUpTo(upTo);
         }
+    }
+
+    /**
+     * The write (one operation), then a flush of only the named ranges and the write's own (a
+     * second operation, counted as a flush, so {@link #armCrashAtFlush} and
+     * {@link #armCrashAfterOps} can cut between the two): the pending writes that had returned by
+     * then persist where they overlap those ranges, in issue order; the rest of each stays volatile,
+     * as a page cache keeps the pages a ranged sync did not name.
+     */
+    @Override
+    public void writeDurably(long offset, ByteBuffer src, long[] offsets, long[] lengths, int n) throws IOException {
+        int len = src.remaining();
+        write(offset, src);
+        long[][] ranges = merged(offsets, lengths, n, offset, len);
+        long upTo;
+        long sleepMicros;
+        synchronized (this) {
+            tick();
+            if (crashAtFlush == flushes) {
+                crash(crashRandom);
+                throw new DeviceException(Errno.EIO, "simulated power cut at flush " + flushes);
+            }
+            flushes++;
+            if (flushLatencyMicros == 0) {
+                persistRanges(Long.MAX_VALUE, ranges);
+                return;
+            }
+            upTo = nextSeq - 1;
+            sleepMicros = (long) (latencyRandom.nextDouble() * flushLatencyMicros);
+        }
+        try {
+            Thread.sleep(sleepMicros / 1000, (int) (sleepMicros % 1000) * 1000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        synchronized (this) {
+            checkAlive();
+            persistRanges(upTo, ranges);
+        }
+    }
+
+    /** The ranges and {@code [offset, offset + len)}, as sorted, disjoint {start, end} pairs. */
+    private long[][] merged(long[] offsets, long[] lengths, int n, long offset, int len) throws DeviceException {
+        List<long[]> rs = new ArrayList<>();
+        rs.add(new long[] {offset, offset + len});
+        for (int i = 0; i < n; i++) {
+            BlockDevice.checkRange(this, offsets[i], lengths[i], true);
+            if (lengths[i] > 0) rs.add(new long[] {offsets[i], offsets[i] + lengths[i]});
+        }
+        rs.sort((a, b) -> Long.compare(a[0], b[0]));
+        List<long[]> out = new ArrayList<>();
+        for (long[] r : rs) {
+            long[] last = out.isEmpty() ? null : out.get(out.size() - 1);
+            if (last != null && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
+            else out.add(r.clone());
+        }
+        return out.toArray(new long[0][]);
+    }
+
+    /** Persists, in issue order, the parts of the pending writes up to {@code seq} inside the ranges; the rest stays pending. */
+    private void persistRanges(long seq, long[][] ranges) {
+        List<Pending> keep = new ArrayList<>();
+        for (Pending p : pending) {
+            if (p.seq() > seq) {
+                keep.add(p);
+                continue;
+            }
+            long start = p.offset(), end = start + p.data().length, cur = start;
+            for (long[] r : ranges) {
+                long s = Math.max(r[0], start), e = Math.min(r[1], end);
+                if (s >= e) continue;
+                if (s > cur) keep.add(piece(p, cur, s));
+                System.arraycopy(p.data(), (int) (s - start), durable, (int) s, (int) (e - s));
+                cur = e;
+            }
+            if (cur < end) keep.add(piece(p, cur, end));
+        }
+        pending.clear();
+        pending.addAll(keep);
+    }
+
+    private static Pending piece(Pending p, long from, long to) {
+        int at = (int) (from - p.offset());
+        return new Pending(p.seq(), from, java.util.Arrays.copyOfRange(p.data(), at, at + (int) (to - from)));
     }
 
     /** Makes the pending writes numbered up to {@code seq} durable, in issue order. */
