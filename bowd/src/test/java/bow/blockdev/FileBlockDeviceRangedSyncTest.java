@@ -99,9 +99,13 @@ class FileBlockDeviceRangedSyncTest {
 
     @Test
     void coalescesOverlappingAndAdjacentRanges() {
-        long[][] runs = FileBlockDevice.coalesce(new long[] {30, 0, 10, 50, 5}, new long[] {10, 10, 5, 0, 2}, 5);
+        long[][] runs = FileBlockDevice.coalesce(new long[] {30, 0, 10, 50, 5}, new long[] {10, 10, 5, 0, 2}, 5, 0);
         assertArrayEquals(new long[] {0, 15}, runs[0]);
         assertArrayEquals(new long[] {30, 40}, runs[1]);
         assertEquals(2, runs.length, "empty ranges dropped");
+        runs = FileBlockDevice.coalesce(new long[] {30, 0, 100}, new long[] {10, 10, 5}, 3, 20);
+        assertEquals(2, runs.length, "a gap of 20 is bridged, one of 60 is not");
+        assertArrayEquals(new long[] {0, 40}, runs[0]);
+        assertArrayEquals(new long[] {100, 105}, runs[1]);
     }
 }
