@@ -78,6 +78,8 @@ class DebianPackageIT {
         String v = BowVersion.version();
         assertEquals("bowd " + v, HostTools.run(List.of(root.resolve("usr/bin/bowd").toString(), "--version")).checkOk().trim());
         assertEquals("bowctl " + v, HostTools.run(List.of(root.resolve("usr/bin/bowctl").toString(), "--version")).checkOk().trim());
+        String flags = HostTools.run(List.of("sh", "-c", "BOW_JAVA_OPTS=-XX:+PrintFlagsFinal \"$0\" --version", root.resolve("usr/bin/bowd").toString())).checkOk();
+        assertTrue(flags.matches("(?s).*MaxHeapSize\\s*=\\s*134217728\\b.*"), "the installed bowd runs with a 128 MiB heap, as bin/bowd does");
 
         verifyUnits();
         lifecycle();
