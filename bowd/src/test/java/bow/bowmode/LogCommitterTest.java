@@ -88,6 +88,39 @@ class LogCommitterTest {
         assertEquals(3, countOn(disk.durableImage()));
     }
 
+    /**
+     * A flush rewrites sector 0 as it was when the flush started. Held just before that
+     * write, a writer stages its entry into sector 0 meanwhile; the stale copy then lands
+     * over it. The writer must still return only once a durable log holds its entry.
+     */
+    @Test
+    void aFlushsStaleSectorZeroCopyLandingAfterALaterStagingLosesNothing() throws Exception {
+        Rig rig = rig();
+        PowerCutDevice disk = rig.disk();
+        GateDevice dev = rig.dev();
+        LogCommitter c = rig.c();
+
+        java.util.concurrent.atomic.AtomicInteger writesAt0 = new java.util.concurrent.atomic.AtomicInteger();
+        // The first write of sector 0 is A's staging, the second the flush's copy.
+        Gate copy = dev.arm(Op.WRITE, Phase.BEFORE, (o, l) -> o == 0 && writesAt0.incrementAndGet() == 2, 1);
+        GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
+        assertTrue(copy.awaitArrived(T), "A's flush is about to write its copy of sector 0");
+        GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
+        long deadline = System.nanoTime() + T.toNanos();
+        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(2).destSector() != entry(2).destSector()) {
+            assertTrue(System.nanoTime() < deadline, "B stages its entry while the copy is held");
+            Thread.sleep(1);
+        }
+        copy.release();   // the copy without B's entry lands over B's staging
+        a.join(T);
+        b.join(T);
+        LogBlock durable = new LogBlock(java.util.Arrays.copyOf(disk.durableImage(), BS));
+        assertEquals(3, durable.count(), "A and B counted by a durable header");
+        assertEquals(entry(1).destSector(), durable.entry(1).destSector());
+        assertEquals(entry(2).destSector(), durable.entry(2).destSector(), "B's entry is in the durable log");
+        assertEquals(entry(2).sourceSector(), durable.entry(2).sourceSector());
+    }
+
     static byte[] filled(int b) {
         byte[] a = new byte[BS];
         java.util.Arrays.fill(a, (byte) b);
