@@ -29,10 +29,13 @@ public final class StatusCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         int[] code = {0};
-        Response r = control.call(Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build(),
-                spec.commandLine().getErr(), code);
+        Response r = control.call(Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build(), err, code);
         if (r == null || code[0] != 0) return code[0];
         StatusReply s = r.getStatus();
         Map<String, Object> f = new LinkedHashMap<>();
