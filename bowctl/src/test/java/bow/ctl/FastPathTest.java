@@ -13,7 +13,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** bowctl's fast path for needs-checkpoint answers exactly as the picocli command does. */
+/** bowctl's fast path (no picocli) answers the record commands exactly as the picocli commands do, and leaves the rest to picocli. */
 class FastPathTest {
     @TempDir Path dir;
 
@@ -47,14 +47,61 @@ class FastPathTest {
         assertEquals(ExitCodes.LOG_INVALID, fast("needs-checkpoint", "--record", rec.toString()).code());
     }
 
+    /** A record command run once through picocli and once on the fast path, each on the same record bytes. */
+    private void sameOnRecord(Path rec, byte[] bytes, String... args) throws Exception {
+        if (bytes != null) Files.write(rec, bytes); else Files.deleteIfExists(rec);
+        OfflineCommandsTest.Run slow = OfflineCommandsTest.bowctl(args);
+        String slowRec = Files.exists(rec) ? CheckpointRecord.read(rec).get().toString() : null;
+        if (bytes != null) Files.write(rec, bytes); else Files.deleteIfExists(rec);
+        OfflineCommandsTest.Run quick = fast(args);
+        String quickRec = Files.exists(rec) ? CheckpointRecord.read(rec).get().toString() : null;
+        String what = String.join(" ", args);
+        assertEquals(slow.code(), quick.code(), "exit code of " + what);
+        assertEquals(slow.out(), quick.out(), "stdout of " + what);
+        assertEquals(slow.err(), quick.err(), "stderr of " + what);
+        assertEquals(slowRec, quickRec, "the record after " + what);
+    }
+
+    @Test
+    void recordCommandsAnswerLikeTheirCommands() throws Exception {
+        Path rec = dir.resolve("checkpoint.rec");
+        String r = "--record=" + rec;
+        for (String[] args : new String[][] {{"needs-rollback", r}, {"needs-commit", r}, {"boot-attempt", r}, {"abort", r},
+                {"abort", "--retry", "--reason", "test", r}, {"supports", r}}) {
+            sameOnRecord(rec, null, args);                                    // no record
+        }
+        CheckpointRecord.start("bow", dir.resolve("dev.img").toString(), null, 1, "OTA 1.4").write(rec);
+        byte[] active = Files.readAllBytes(rec);
+        sameOnRecord(rec, active, "needs-rollback", r);
+        sameOnRecord(rec, active, "boot-attempt", r);                         // one retry used: 0
+        sameOnRecord(rec, active, "abort", "--retry", "--reason", "bad screen", "--record", rec.toString());
+        sameOnRecord(rec, active, "abort", r);
+        sameOnRecord(rec, active, "needs-commit", r, "--device", dir.resolve("dev.img").toString());
+        Files.write(rec, active);
+        assertEquals(0, fast("boot-attempt", r).code());
+        assertEquals(ExitCodes.INVALID_STATE, fast("boot-attempt", r).code(), "the second boot has no retry left");
+        assertEquals(0, fast("needs-rollback", r).code(), "so a rollback is needed");
+    }
+
     @Test
     void leavesEverythingElseToPicocli() {
         StringWriter sink = new StringWriter();
         PrintWriter w = new PrintWriter(sink);
         assertNull(FastPath.tryRun(new String[] {"needs-checkpoint", "--help"}, w, w));
         assertNull(FastPath.tryRun(new String[] {"needs-checkpoint", "--record"}, w, w));
-        assertNull(FastPath.tryRun(new String[] {"needs-rollback"}, w, w));
         assertNull(FastPath.tryRun(new String[] {}, w, w));
+        for (String[] args : new String[][] {
+                {"--help"}, {"--version"}, {"-h"}, {"status", "--help"}, {"status", "-h"}, {"status", "-V"}, {"status", "--jsn"},
+                {"status", "--json", "--json"}, {"status", "--json=true"}, {"status", "extra"}, {"status", "--control"},
+                {"status", "--control="}, {"status", "--control", "@args"}, {"status", "@args"}, {"status", "--"}, {"status", "-"},
+                {"status", "--control", "a", "--control", "b"}, {"trim", "--offset", "0x10", "--length", "4096"},
+                {"trim", "--offset", "010", "--length", "4096"}, {"trim", "--offset", "4096"}, {"trim", "--length", "99999999999999999999"},
+                {"checkpoint"}, {"checkpoint", "stop"}, {"checkpoint", "start", "--retries", "-1"}, {"checkpoint", "start", "--retries=x"},
+                {"snapshot"}, {"snapshot", "delete"}, {"snapshot", "delete", "a", "b"}, {"snapshot", "rollback", "a"},
+                {"snapshot", "create", "--name"}, {"snapshot", "list", "a"}, {"ranges"}, {"log", "verify"}, {"rollback"},
+                {"shared", "check"}, {"abort", "--reason"}, {"needs-commit", "--device"}, {"statuss"}}) {
+            assertNull(FastPath.tryRun(args, w, w), String.join(" ", args));
+        }
         assertEquals("", sink.toString());
     }
 }
