@@ -112,6 +112,13 @@ final class FastPath {
                         return null;
                 }
             }
+            case "log": {
+                if (args.length < 2 || !args[1].equals("verify")) return null;
+                if ((a = Args.parse(args, 2, 0, 0, null, "--device")) == null || !a.has("--device")) return null;
+                LogCommand.Verify c = new LogCommand.Verify();
+                c.device = a.path("--device");
+                return c.run(out, err);
+            }
             case "needs-rollback": {
                 if ((a = Args.parse(args, 1, 0, 0, null, "--record")) == null) return null;
                 NeedsRollbackCommand c = new NeedsRollbackCommand();

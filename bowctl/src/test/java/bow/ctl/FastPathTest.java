@@ -1,6 +1,8 @@
 package bow.ctl;
 
 import bow.lifecycle.CheckpointRecord;
+import bow.restore.CheckpointImage;
+import bow.restore.Images;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -81,6 +83,23 @@ class FastPathTest {
         assertEquals(0, fast("boot-attempt", r).code());
         assertEquals(ExitCodes.INVALID_STATE, fast("boot-attempt", r).code(), "the second boot has no retry left");
         assertEquals(0, fast("needs-rollback", r).code(), "so a rollback is needed");
+    }
+
+    @Test
+    void logVerifyAnswersLikeTheCommand() throws Exception {
+        CheckpointImage c = CheckpointImage.build(1024, 900, 7, 250, true);
+        Path img = dir.resolve("dev.img");
+        Files.write(img, c.image);
+        same("log", "verify", "--device", img.toString());
+        assertEquals(0, fast("log", "verify", "--device", img.toString()).code());
+        byte[] bad = c.image.clone();
+        Images.damagePreviousLog(bad, 1024, l -> l.setCount(0));
+        Files.write(img, bad);
+        same("log", "verify", "--device=" + img);
+        assertEquals(ExitCodes.LOG_INVALID, fast("log", "verify", "--device", img.toString()).code());
+        Files.write(img, new byte[1 << 20]);
+        same("log", "verify", "--device", img.toString());                  // no checkpoint: 3
+        same("log", "verify", "--device", dir.resolve("none.img").toString());
     }
 
     @Test
