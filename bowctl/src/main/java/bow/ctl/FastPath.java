@@ -119,6 +119,20 @@ final class FastPath {
                 c.device = a.path("--device");
                 return c.run(out, err);
             }
+            case "rollback": {
+                a = Args.parse(args, 1, 0, 0, "--force-roll-forward -y --yes", "--device", "--mode", "--cow", "--snapshot", "--control", "--record");
+                if (a == null || a.flag("-y") && a.flag("--yes")) return null;   // the same option twice: picocli's error
+                RollbackCommand c = new RollbackCommand();
+                c.record = a.record();
+                c.device = a.path("--device");
+                c.mode = a.value("--mode", null);
+                c.cow = a.path("--cow");
+                c.snapshot = a.value("--snapshot", null);
+                c.control = a.path("--control");
+                c.forceRollForward = a.flag("--force-roll-forward");
+                c.yes = a.flag("-y") || a.flag("--yes");
+                return c.run(out, err);
+            }
             case "needs-rollback": {
                 if ((a = Args.parse(args, 1, 0, 0, null, "--record")) == null) return null;
                 NeedsRollbackCommand c = new NeedsRollbackCommand();

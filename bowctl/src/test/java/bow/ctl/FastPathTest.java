@@ -103,6 +103,29 @@ class FastPathTest {
     }
 
     @Test
+    void rollbackAnswersLikeTheCommand() throws Exception {
+        CheckpointImage c = CheckpointImage.build(1024, 900, 11, 250, true);
+        Path img = dir.resolve("dev.img");
+        String[] args = {"rollback", "--device", img.toString(), "--yes"};
+        Files.write(img, c.image);
+        OfflineCommandsTest.Run slow = OfflineCommandsTest.bowctl(args);
+        byte[] slowBytes = Files.readAllBytes(img);
+        Files.write(img, c.image);
+        OfflineCommandsTest.Run quick = fast(args);
+        assertEquals(0, quick.code(), quick.err());
+        assertEquals(slow.code(), quick.code());
+        assertEquals(slow.err(), quick.err());
+        String took = " in [0-9.]+ s";   // the only difference: how long each took
+        assertEquals(slow.out().replaceAll(took, ""), quick.out().replaceAll(took, ""));
+        assertTrue(quick.out().startsWith("rolled back " + img + ": "), quick.out());
+        assertTrue(java.util.Arrays.equals(slowBytes, Files.readAllBytes(img)), "the same device after both rollbacks");
+        same("rollback", "-y", "--device", img.toString());                  // rolled back already: 3
+        same("rollback", "--record", dir.resolve("none.rec").toString());   // no record: 3
+        same("rollback", "--device", img.toString(), "--mode", "shared");   // no --cow
+        same("rollback", "--mode", "persistent", "--record", dir.resolve("none.rec").toString());   // --mode without --device: 2
+    }
+
+    @Test
     void leavesEverythingElseToPicocli() {
         StringWriter sink = new StringWriter();
         PrintWriter w = new PrintWriter(sink);
@@ -117,7 +140,7 @@ class FastPathTest {
                 {"trim", "--offset", "010", "--length", "4096"}, {"trim", "--offset", "4096"}, {"trim", "--length", "99999999999999999999"},
                 {"checkpoint"}, {"checkpoint", "stop"}, {"checkpoint", "start", "--retries", "-1"}, {"checkpoint", "start", "--retries=x"},
                 {"snapshot"}, {"snapshot", "delete"}, {"snapshot", "delete", "a", "b"}, {"snapshot", "rollback", "a"},
-                {"snapshot", "create", "--name"}, {"snapshot", "list", "a"}, {"ranges"}, {"log", "verify"}, {"rollback"},
+                {"snapshot", "create", "--name"}, {"snapshot", "list", "a"}, {"ranges"}, {"log", "verify"}, {"rollback", "-y", "--yes"}, {"rollback", "-yy"},
                 {"shared", "check"}, {"abort", "--reason"}, {"needs-commit", "--device"}, {"statuss"}}) {
             assertNull(FastPath.tryRun(args, w, w), String.join(" ", args));
         }
