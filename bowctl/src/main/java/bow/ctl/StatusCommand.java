@@ -54,10 +54,19 @@ public final class StatusCommand implements Callable<Integer> {
             f.put("details", new java.util.TreeMap<>(s.getDetailsMap()));
             out.println(Json.object(f));
         } else {
-            f.forEach((k, v) -> out.printf("%-18s %s%n", k, v));
-            new java.util.TreeMap<>(s.getDetailsMap()).forEach((k, v) -> out.printf("%-18s %s%n", k, v));
+            // What printf("%-18s %s%n") printed, without loading java.util.Formatter (a call's start-up).
+            StringBuilder b = new StringBuilder();
+            f.forEach((k, v) -> row(b, k, v));
+            new java.util.TreeMap<>(s.getDetailsMap()).forEach((k, v) -> row(b, k, v));
+            out.print(b);
         }
         out.flush();
         return ExitCodes.OK;
+    }
+
+    private static void row(StringBuilder b, String key, Object value) {
+        b.append(key);
+        for (int i = key.length(); i < 18; i++) b.append(' ');
+        b.append(' ').append(value).append(System.lineSeparator());
     }
 }

@@ -72,7 +72,13 @@ class FastPathOnlineTest {
     @Test
     void answersLikePicocli() throws Exception {
         start();
-        assertEquals(0, same(withControl("status")).code());
+        OfflineCommandsTest.Run table = same(withControl("status"));
+        assertEquals(0, table.code());
+        assertTrue(table.out().startsWith("mode               shared\n"), table.out());
+        for (String line : table.out().split("\n")) {   // the layout printf("%-18s %s%n") gave
+            String k = line.substring(0, line.indexOf(' ')), v = line.substring(Math.max(18, k.length()) + 1);
+            assertEquals(String.format("%-18s %s", k, v), line);
+        }
         assertTrue(same(withControl("status", "--json")).out().startsWith("{\"mode\":"));
         same("status", "--json", "--control=" + control());
         assertEquals(ExitCodes.DAEMON_UNREACHABLE, same("status", "--control", dir.resolve("none.sock").toString()).code());
