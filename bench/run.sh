@@ -7,7 +7,7 @@
 # latest.png (gnuplot chart of the ratios with a line at each target), and puts
 # the summary table into README.md between the bench markers. See bench/README.md.
 #
-# BENCH_QUICK=1: the fast mode (small regions, 2 s runs, nbdkit file + bowd only): under 3 minutes.
+# BENCH_QUICK=1: the fast mode (small regions, 2 s runs, nbdkit file + bowd only): about 3 minutes on a 2-core VM at load 5 (bench/RESULTS.md).
 # BENCH_BOWD_FLAGS: extra flags for every bowd the benchmark starts (e.g. --direct).
 set -euo pipefail
 
