@@ -7,7 +7,7 @@
 # latest.png (gnuplot chart of the ratios with a line at each target), and puts
 # the summary table into README.md between the bench markers. See bench/README.md.
 #
-# BENCH_QUICK=1: the fast mode (small regions, 2 s runs, nbdkit file + bowd only): under 3 minutes.
+# BENCH_QUICK=1: the fast mode (small regions, 2 s runs, nbdkit file + bowd only): about 3 minutes on a 2-core VM at load 5 (bench/RESULTS.md).
 # BENCH_BOWD_FLAGS: extra flags for every bowd the benchmark starts (e.g. --direct).
 set -euo pipefail
 
@@ -133,7 +133,11 @@ EXTRA=$T/extra.tsv       # key \t value \t note (rollback, range map, bowctl, RS
 : >"$RESULTS"; : >"$EXTRA"
 LOADS=()                 # "config: load" samples, one per server
 
-bowctl_cmd() { "$top/bin/bowctl" "$@" --control "$CTL"; }
+# LAST_STATUS: bowd's status --json as the last measure left it, the next measure's "before"
+# (one bowctl call per measure instead of two); anything else that talks to bowd, runs fio
+# or starts a server forgets it.
+LAST_STATUS=
+bowctl_cmd() { LAST_STATUS=; "$top/bin/bowctl" "$@" --control "$CTL"; }
 extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$EXTRA"; }
 
 # Starts a server in the background and waits until it answers NBD on $SOCK.
@@ -142,6 +146,7 @@ RSS_PID=
 RSS_FILE=
 start_server() {
     local name=$1; shift
+    LAST_STATUS=
     rm -f "$SOCK" "$CTL"
     "$@" >"$T/$name.log" 2>&1 &
     SERVER_PID=$!
@@ -185,6 +190,7 @@ stop_server() {
 
 # fio_run WORKLOAD RUNTIME [FIO_ARGS...] -> prints "iops MiB/s io_bytes min_job_io_bytes runtime_ms error ios"
 fio_run() {
+    LAST_STATUS=
     local wl=$1 runtime=$2 json=$T/fio.json common
     shift 2
     common=(--name=bench --ioengine=nbd "--uri=$URI" --output-format=json "--output=$json" "--runtime=$runtime"
@@ -220,22 +226,23 @@ LAST_MIN_IO=0
 measure() {
     local cfg=$1 wl=$2 bowd=$3 note="" iops mibs io minio rt err ios fpw=- s0 s1
     shift 3
-    [ "$bowd" = bowd ] && s0=$(status_json)
+    [ "$bowd" = bowd ] && { s0=${LAST_STATUS:-$(status_json)}; LAST_STATUS=; }
     say "$cfg: $(wl_label "$wl") (${RUNTIME}s max${*:+, $*})"
     read -r iops mibs io minio rt err ios < <(fio_run "$wl" "$RUNTIME" "$@")
     LAST_MIN_IO=$minio
     [ "$err" = 0 ] || die "fio reported error $err for $cfg $wl"
     if [ "$bowd" = bowd ]; then
         s1=$(status_json)
-        local b0 b1 f0 f1
-        b0=$(jq -r '.backed_up_bytes // 0' <<<"$s0"); b1=$(jq -r '.backed_up_bytes // 0' <<<"$s1")
-        f0=$(jq -r '.details.io_flushes // 0' <<<"$s0"); f1=$(jq -r '.details.io_flushes // 0' <<<"$s1")
+        local b0 b1 f0 f1 mode cow
+        IFS=$'\t' read -r b0 f0 < <(jq -r '[.backed_up_bytes // 0, .details.io_flushes // 0] | @tsv' <<<"$s0")
+        IFS=$'\t' read -r b1 f1 mode cow < <(jq -r '[.backed_up_bytes // 0, .details.io_flushes // 0, .mode, .details.status // "?"] | @tsv' <<<"$s1")
         note="device flushes $((f1 - f0))"
         if [[ $wl == rw* || $wl == sw* ]]; then
             fpw=$(awk -v f=$((f1 - f0)) -v n="$ios" 'BEGIN { printf "%.3f", (n > 0) ? f / n : 0 }')
         fi
-        [ "$(jq -r .mode <<<"$s1")" = bow ] && note="$note; backed up $(( (b1 - b0) >> 20 )) MiB"
-        [ "$(jq -r .mode <<<"$s1")" = persistent ] && note="$note; COW $(jq -r '.details.status // "?"' <<<"$s1")"
+        [ "$mode" = bow ] && note="$note; backed up $(( (b1 - b0) >> 20 )) MiB"
+        [ "$mode" = persistent ] && note="$note; COW $cow"
+        LAST_STATUS=$s1
     fi
     note="${note:+$note; }$((io >> 20)) MiB in ${rt} ms"
     printf '%s\t%s\t%.0f\t%.1f\t%s\t%s\n' "$cfg" "$wl" "$iops" "$mibs" "$fpw" "$note" >>"$RESULTS"
@@ -345,10 +352,11 @@ for p in $ALL_PEERS; do
             warmup
             n=0; k=0
             for want in 1 10 64; do
-                while [ "$n" -lt "$want" ]; do
-                    bowctl_cmd snapshot create >/dev/null || die "bowctl snapshot create failed (snapshot $n)"
-                    n=$((n + 1))
-                done
+                # One bowctl call per count (snapshot create NAME...: one connection, one JVM start).
+                names=()
+                while [ $((n + ${#names[@]})) -lt "$want" ]; do names+=("s$((n + ${#names[@]}))"); done
+                bowctl_cmd snapshot create "${names[@]}" >/dev/null || die "bowctl snapshot create failed (snapshots $n..$((want - 1)))"
+                n=$want
                 if [ "$want" = 1 ]; then
                     measure "bowd shared, reads" rr16 bowd
                     # first writes warm up on region 3, so the 1-snapshot run is not the JIT's first
@@ -488,9 +496,15 @@ fi
 
 # ------------------------------------------------------------------ range map, bowctl
 say "range map: a million fragmented free runs"
-mkdir -p "$T/rangemap"
-javac -d "$T/rangemap" -cp "$top/bowd/target/classes" "$here/rangemap/RangeMapBench.java"
-rm_line=$(java -Xmx1g -cp "$T/rangemap:$top/bowd/target/classes" bow.bowmode.RangeMapBench 1000000 $([ "$QUICK" = 1 ] && echo 100000 || echo 200000))
+# Compiled once per build (javac costs seconds): again when the driver or bowd's classes are newer.
+rm_dir=$top/bowd/target/bench-rangemap
+rm_class=$rm_dir/bow/bowmode/RangeMapBench.class
+if [ ! -f "$rm_class" ] || [ "$here/rangemap/RangeMapBench.java" -nt "$rm_class" ] \
+        || [ -n "$(find "$top/bowd/target/classes" -name '*.class' -newer "$rm_class" -print -quit)" ]; then
+    rm -rf "$rm_dir"; mkdir -p "$rm_dir"
+    javac -d "$rm_dir" -cp "$top/bowd/target/classes" "$here/rangemap/RangeMapBench.java"
+fi
+rm_line=$(java -Xmx1g -cp "$rm_dir:$top/bowd/target/classes" bow.bowmode.RangeMapBench 1000000 $([ "$QUICK" = 1 ] && echo 100000 || echo 200000))
 say "  -> $rm_line"
 extra "rangemap" "$rm_line" ""
 

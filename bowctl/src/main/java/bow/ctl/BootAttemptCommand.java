@@ -25,8 +25,11 @@ public final class BootAttemptCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
-        PrintWriter err = spec.commandLine().getErr();
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         try {
             CheckpointRecord[] before = {null};
             // Read-modify-write under the record's lock: a bowctl abort or low-space abort at the same moment is not lost.

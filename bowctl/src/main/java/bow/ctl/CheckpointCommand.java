@@ -58,8 +58,11 @@ public final class CheckpointCommand implements Runnable {
 
         @Override
         public Integer call() {
-            PrintWriter out = spec.commandLine().getOut();
-            PrintWriter err = spec.commandLine().getErr();
+            return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
+
+        /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+        int run(PrintWriter out, PrintWriter err) {
             if (retries != null && retries < -1) {
                 err.println("bowctl: --retries must be -1 or more");
                 err.flush();

@@ -8,6 +8,8 @@ import picocli.CommandLine.Option;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.nio.file.Path;
+import java.util.List;
+import java.util.function.Consumer;
 
 /** The --control option and the request/answer round trip every online command shares. */
 final class ControlOptions {
@@ -23,29 +25,41 @@ final class ControlOptions {
 
     /** The answer, or null after printing why there is none (exit code in {@code code[0]}). */
     Response call(Request req, PrintWriter err, int[] code) {
+        Response[] answer = {null};
+        code[0] = callEach(List.of(req), err, r -> answer[0] = r, r -> answer[0] = r);
+        return answer[0];
+    }
+
+    /**
+     * The requests in turn over one connection (bowd serves any number on one), stopping at the
+     * first one not answered OK: each OK answer goes to {@code ok} as it arrives, the failing one
+     * (printed) to {@code failed}. Returns the exit code: 0 when every request was answered OK.
+     */
+    int callEach(List<Request> reqs, PrintWriter err, Consumer<Response> ok, Consumer<Response> failed) {
         try (ControlClient c = ControlClient.connect(socket())) {
-            Response r = c.call(req);
-            code[0] = exitCode(r.getCode());
-            if (r.getCode() != Response.Code.OK) {
-                err.println("bowctl: " + describe(r));
-                err.flush();
+            for (Request req : reqs) {
+                Response r = c.call(req);
+                if (r.getCode() != Response.Code.OK) {
+                    err.println("bowctl: " + describe(r));
+                    err.flush();
+                    failed.accept(r);
+                    return exitCode(r.getCode());
+                }
+                ok.accept(r);
             }
-            return r;
+            return ExitCodes.OK;
         } catch (ControlClient.PermissionDeniedException e) {
             err.println("bowctl: permission denied: " + e.getMessage());
             err.flush();
-            code[0] = ExitCodes.PERMISSION_DENIED;
-            return null;
+            return ExitCodes.PERMISSION_DENIED;
         } catch (ControlClient.NotRunningException e) {
             err.println("bowctl: " + e.getMessage());
             err.flush();
-            code[0] = ExitCodes.DAEMON_UNREACHABLE;
-            return null;
+            return ExitCodes.DAEMON_UNREACHABLE;
         } catch (IOException e) {
             err.println("bowctl: control request failed: " + e.getMessage());
             err.flush();
-            code[0] = ExitCodes.FAILURE;
-            return null;
+            return ExitCodes.FAILURE;
         }
     }
 

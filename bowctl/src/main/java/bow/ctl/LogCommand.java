@@ -39,8 +39,11 @@ public final class LogCommand implements Callable<Integer> {
 
         @Override
         public Integer call() {
-            PrintWriter out = spec.commandLine().getOut();
-            PrintWriter err = spec.commandLine().getErr();
+            return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
+
+        /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+        int run(PrintWriter out, PrintWriter err) {
             try (BlockDevice dev = OfflineDevice.open(device, true)) {
                 ProgressLine progress = new ProgressLine(err);
                 LogChain.Summary s;

@@ -23,9 +23,13 @@ public final class NeedsRollbackCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         try {
-            Optional<CheckpointRecord> r = record.read(spec.commandLine().getErr());
+            Optional<CheckpointRecord> r = record.read(err);
             if (r.isEmpty()) {
                 out.println("no rollback needed: no checkpoint (no record at " + record.path() + ")");
             } else if (r.get().needsRollback()) {

@@ -81,8 +81,11 @@ public final class RollbackCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
-        PrintWriter err = spec.commandLine().getErr();
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         boolean fromRecord = device == null;
         if (fromRecord) {
             if (mode != null || cow != null || snapshot != null) {

@@ -8,6 +8,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Spec;
 
+import java.io.PrintWriter;
 import java.util.concurrent.Callable;
 
 /** {@code bowctl shutdown}: stop the daemon cleanly (in-flight requests finish, everything is flushed). */
@@ -21,11 +22,15 @@ public final class ShutdownCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         int[] code = {0};
-        Response r = control.call(Request.newBuilder().setShutdown(ShutdownRequest.getDefaultInstance()).build(),
-                spec.commandLine().getErr(), code);
-        if (r != null && code[0] == 0) spec.commandLine().getOut().println(r.getMessage());
-        spec.commandLine().getOut().flush();
+        Response r = control.call(Request.newBuilder().setShutdown(ShutdownRequest.getDefaultInstance()).build(), err, code);
+        if (r != null && code[0] == 0) out.println(r.getMessage());
+        out.flush();
         return code[0];
     }
 }

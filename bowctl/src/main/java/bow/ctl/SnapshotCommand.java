@@ -23,7 +23,9 @@ import java.time.Instant;
 import java.time.ZoneId;
 import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
@@ -50,54 +52,78 @@ public final class SnapshotCommand implements Runnable {
 
     @Command(name = "create", mixinStandardHelpOptions = true,
             description = {"Take a snapshot of the origin as it is now (every write acknowledged before is in it) and print its ID.",
+                    "With several NAMEs, one snapshot per NAME, in that order, over one connection to the daemon (one after the other, "
+                            + "not at one instant): one ID per line as each is created. Every name is checked before the first is created; "
+                            + "it stops at the first that fails (those before it exist; their IDs are printed).",
                     "Durable when the command returns."},
             exitCodeListHeading = "%nExit codes:%n",
             exitCodeList = {"0:created; the ID is printed", "1:failure (I/O, a full COW, or a daemon not in shared mode)",
-                    "2:bad name (1 to 32 of A-Z a-z 0-9 . _ -, not all digits, not starting with '-'), or the name is taken",
+                    "2:bad name (1 to 32 of A-Z a-z 0-9 . _ -, not all digits, not starting with '-'), a name given twice, or the name is taken",
                     "5:daemon not reachable", "6:permission denied", "7:invalid state (64 snapshots exist: the limit)"})
     public static final class Create implements Callable<Integer> {
         @Spec CommandSpec spec;
         @Mixin ControlOptions control;
 
-        @Option(names = "--name", paramLabel = "NAME", description = "Also name it (its export is then also snapshot-NAME).")
+        @Option(names = "--name", paramLabel = "NAME", description = "Also name it (its export is then also snapshot-NAME); the same as a NAME argument, before the others.")
         String name;
 
-        @Option(names = "--writable", description = "Its export accepts writes (they change that snapshot only).")
+        @Parameters(arity = "0..*", paramLabel = "NAME", description = "Create one named snapshot per NAME (none: one unnamed snapshot).")
+        List<String> names;
+
+        @Option(names = "--writable", description = "Its export accepts writes (they change that snapshot only); with several NAMEs, every one's.")
         boolean writable;
 
-        @Option(names = "--json", description = "Print a JSON object {id, name, writable, exports} instead of the bare ID.")
+        @Option(names = "--json", description = "Print a JSON object {id, name, writable, exports} instead of the bare ID (one line per snapshot).")
         boolean json;
 
         @Override
         public Integer call() {
-            PrintWriter out = spec.commandLine().getOut();
-            PrintWriter err = spec.commandLine().getErr();
-            if (name != null) {
-                String bad = SharedFormat.nameError(name);
+            return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
+
+        /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+        int run(PrintWriter out, PrintWriter err) {
+            List<String> all = new ArrayList<>();
+            if (name != null) all.add(name);
+            if (names != null) all.addAll(names);
+            List<Request> reqs = new ArrayList<>();
+            for (String n : all) {
+                String bad = SharedFormat.nameError(n);
+                if (bad == null && all.indexOf(n) != all.lastIndexOf(n)) bad = "given twice";
                 if (bad != null) {
-                    err.println("bowctl: bad snapshot name '" + name + "': " + bad);
+                    err.println("bowctl: bad snapshot name '" + n + "': " + bad);
                     err.flush();
                     return ExitCodes.USAGE;
                 }
+                reqs.add(Request.newBuilder().setSnapshotCreate(SnapshotCreateRequest.newBuilder().setName(n).setWritable(writable)).build());
             }
-            int[] code = {0};
-            Response r = ask(control, Request.newBuilder().setSnapshotCreate(SnapshotCreateRequest.newBuilder()
-                    .setName(name == null ? "" : name).setWritable(writable)).build(), err, code);
-            if (r == null) return code[0];
-            int id = r.getSnapshotCreated().getId();
-            if (json) {
-                Map<String, Object> f = new LinkedHashMap<>();
-                f.put("id", id);
-                f.put("name", name);
-                f.put("writable", writable);
-                f.put("exports", new Json.Raw("[" + Json.quote("snapshot-" + id)
-                        + (name == null ? "" : "," + Json.quote("snapshot-" + name)) + "]"));
-                out.println(Json.object(f));
-            } else {
-                out.println(id);
+            if (all.isEmpty()) {
+                all.add(null);
+                reqs.add(Request.newBuilder().setSnapshotCreate(SnapshotCreateRequest.newBuilder().setName("").setWritable(writable)).build());
             }
-            out.flush();
-            return ExitCodes.OK;
+            int[] done = {0};
+            int code = control.callEach(reqs, err, r -> {
+                String n = all.get(done[0]++);
+                int id = r.getSnapshotCreated().getId();
+                if (json) {
+                    Map<String, Object> f = new LinkedHashMap<>();
+                    f.put("id", id);
+                    f.put("name", n);
+                    f.put("writable", writable);
+                    f.put("exports", new Json.Raw("[" + Json.quote("snapshot-" + id)
+                            + (n == null ? "" : "," + Json.quote("snapshot-" + n)) + "]"));
+                    out.println(Json.object(f));
+                } else {
+                    out.println(id);
+                }
+                out.flush();
+            }, r -> { });
+            if (code != ExitCodes.OK && done[0] > 0 && done[0] < reqs.size()) {
+                err.println("bowctl: created " + done[0] + " of " + reqs.size() + " snapshots (" + String.join(", ", all.subList(0, done[0]))
+                        + "); stopped at '" + all.get(done[0]) + "'");
+                err.flush();
+            }
+            return code;
         }
     }
 
@@ -123,8 +149,11 @@ public final class SnapshotCommand implements Runnable {
 
         @Override
         public Integer call() {
-            PrintWriter out = spec.commandLine().getOut();
-            PrintWriter err = spec.commandLine().getErr();
+            return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
+
+        /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+        int run(PrintWriter out, PrintWriter err) {
             int[] code = {0};
             Response r = ask(control, Request.newBuilder().setSnapshotList(SnapshotListRequest.getDefaultInstance()).build(), err, code);
             if (r == null) return code[0];
@@ -193,10 +222,13 @@ public final class SnapshotCommand implements Runnable {
 
         @Override
         public Integer call() {
-            PrintWriter out = spec.commandLine().getOut();
+            return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
+
+        /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+        int run(PrintWriter out, PrintWriter err) {
             int[] code = {0};
-            Response r = ask(control, Request.newBuilder().setSnapshotDelete(SnapshotDeleteRequest.newBuilder().setSnapshot(snapshot)).build(),
-                    spec.commandLine().getErr(), code);
+            Response r = ask(control, Request.newBuilder().setSnapshotDelete(SnapshotDeleteRequest.newBuilder().setSnapshot(snapshot)).build(), err, code);
             if (r == null) return code[0];
             out.println(r.getMessage());
             out.flush();
@@ -237,8 +269,7 @@ public final class SnapshotCommand implements Runnable {
                 if (l == null) return code[0];
                 chunkBytes = l.getSnapshotList().getChunkBytes();
             }
-            Response r = ask(control, Request.newBuilder().setSnapshotRollback(SnapshotRollbackRequest.newBuilder().setSnapshot(snapshot)).build(),
-                    err, code);
+            Response r = ask(control, Request.newBuilder().setSnapshotRollback(SnapshotRollbackRequest.newBuilder().setSnapshot(snapshot)).build(), err, code);
             if (r == null) return code[0];
             out.println(r.getMessage());
             out.flush();

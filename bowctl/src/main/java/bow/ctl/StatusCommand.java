@@ -29,10 +29,13 @@ public final class StatusCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         int[] code = {0};
-        Response r = control.call(Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build(),
-                spec.commandLine().getErr(), code);
+        Response r = control.call(Request.newBuilder().setStatus(StatusRequest.getDefaultInstance()).build(), err, code);
         if (r == null || code[0] != 0) return code[0];
         StatusReply s = r.getStatus();
         Map<String, Object> f = new LinkedHashMap<>();
@@ -51,10 +54,19 @@ public final class StatusCommand implements Callable<Integer> {
             f.put("details", new java.util.TreeMap<>(s.getDetailsMap()));
             out.println(Json.object(f));
         } else {
-            f.forEach((k, v) -> out.printf("%-18s %s%n", k, v));
-            new java.util.TreeMap<>(s.getDetailsMap()).forEach((k, v) -> out.printf("%-18s %s%n", k, v));
+            // What printf("%-18s %s%n") printed, without loading java.util.Formatter (a call's start-up).
+            StringBuilder b = new StringBuilder();
+            f.forEach((k, v) -> row(b, k, v));
+            new java.util.TreeMap<>(s.getDetailsMap()).forEach((k, v) -> row(b, k, v));
+            out.print(b);
         }
         out.flush();
         return ExitCodes.OK;
+    }
+
+    private static void row(StringBuilder b, String key, Object value) {
+        b.append(key);
+        for (int i = key.length(); i < 18; i++) b.append(' ');
+        b.append(' ').append(value).append(System.lineSeparator());
     }
 }

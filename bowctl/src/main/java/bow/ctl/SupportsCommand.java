@@ -24,7 +24,11 @@ public final class SupportsCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        PrintWriter out = spec.commandLine().getOut();
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         Path dir = record.path().toAbsolutePath().getParent();
         Path existing = dir;
         while (existing != null && !Files.exists(existing)) existing = existing.getParent();

@@ -9,6 +9,7 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
+import java.io.PrintWriter;
 import java.util.concurrent.Callable;
 
 /** {@code bowctl trim}: mark a byte range free, for devices with no mounted filesystem to run fstrim on. */
@@ -29,11 +30,15 @@ public final class TrimCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        return run(spec.commandLine().getOut(), spec.commandLine().getErr());
+    }
+
+    /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
+    int run(PrintWriter out, PrintWriter err) {
         int[] code = {0};
-        Response r = control.call(Request.newBuilder().setTrim(TrimRequest.newBuilder().setOffset(offset).setLength(length)).build(),
-                spec.commandLine().getErr(), code);
-        if (r != null && code[0] == 0) spec.commandLine().getOut().println(r.getMessage());
-        spec.commandLine().getOut().flush();
+        Response r = control.call(Request.newBuilder().setTrim(TrimRequest.newBuilder().setOffset(offset).setLength(length)).build(), err, code);
+        if (r != null && code[0] == 0) out.println(r.getMessage());
+        out.flush();
         return code[0];
     }
 }

@@ -67,6 +67,63 @@ class SnapshotCommandsTest {
         return OfflineCommandsTest.bowctl(a);
     }
 
+    int snapshotCount() {
+        OfflineCommandsTest.Run l = ctl("snapshot", "list");
+        assertEquals(0, l.code(), l.err());
+        return l.out().split("\n").length - 2;
+    }
+
+    @Test
+    void createSeveralInOneCall() throws Exception {
+        startFake();
+        OfflineCommandsTest.Run a = ctl("snapshot", "create", "a", "b", "c");
+        assertEquals(0, a.code(), a.err());
+        assertEquals("0\n1\n2\n", a.out(), "one ID per line, in the order of the names");
+        String list = ctl("snapshot", "list").out();
+        for (String row : new String[] {"0 a", "1 b", "2 c"}) assertTrue(list.lines().anyMatch(l -> l.replaceAll("\\s+", " ").startsWith(row)), row + " in\n" + list);
+
+        // Every name is checked before the first is created.
+        for (String[] bad : new String[][] {{"d", "d"}, {"d", "12"}, {"d", "no/slash"}}) {
+            String[] args = new String[bad.length + 2];
+            args[0] = "snapshot";
+            args[1] = "create";
+            System.arraycopy(bad, 0, args, 2, bad.length);
+            OfflineCommandsTest.Run r = ctl(args);
+            assertEquals(ExitCodes.USAGE, r.code(), String.join(" ", bad));
+            assertTrue(r.err().contains("bad snapshot name"), r.err());
+            assertEquals(3, snapshotCount(), "nothing created for " + String.join(" ", bad));
+        }
+
+        // A name the daemon refuses (taken) stops the run there; those before it exist.
+        OfflineCommandsTest.Run r = ctl("snapshot", "create", "d", "a", "e");
+        assertEquals(ExitCodes.USAGE, r.code(), r.err());
+        assertEquals("3\n", r.out());
+        assertTrue(r.err().contains("created 1 of 3 snapshots (d); stopped at 'a'"), r.err());
+        assertEquals(4, snapshotCount());
+
+        // --name counts as the first name; --writable and --json apply to every one, one JSON object per line.
+        OfflineCommandsTest.Run j = ctl("snapshot", "create", "--json", "--writable", "--name", "f", "g");
+        assertEquals(0, j.code(), j.err());
+        List<String> lines = j.out().lines().toList();
+        assertEquals(2, lines.size(), j.out());
+        @SuppressWarnings("unchecked") Map<String, Object> f = (Map<String, Object>) MiniJson.parse(lines.get(0));
+        @SuppressWarnings("unchecked") Map<String, Object> g = (Map<String, Object>) MiniJson.parse(lines.get(1));
+        assertEquals(List.of(4L, "f", true), List.of(f.get("id"), f.get("name"), f.get("writable")));
+        assertEquals(List.of(5L, "g", true, List.of("snapshot-5", "snapshot-g")), List.of(g.get("id"), g.get("name"), g.get("writable"), g.get("exports")));
+
+        // On the fast path (bin/bowctl without picocli) the same: up to the limit of 64, then exit 7.
+        List<String> many = new java.util.ArrayList<>(List.of("snapshot", "create"));
+        for (int i = 6; i < FakeSnapshotEngine.MAX_SNAPSHOTS + 2; i++) many.add("n" + i);
+        many.add("--control");
+        many.add(control().toString());
+        java.io.StringWriter out = new java.io.StringWriter(), err = new java.io.StringWriter();
+        Integer code = FastPath.tryRun(many.toArray(new String[0]), new java.io.PrintWriter(out, true), new java.io.PrintWriter(err, true));
+        assertEquals(ExitCodes.INVALID_STATE, code, err.toString());
+        assertEquals(FakeSnapshotEngine.MAX_SNAPSHOTS - 6, out.toString().lines().count(), "IDs 6..63 printed");
+        assertTrue(err.toString().contains("created 58 of 60 snapshots"), err.toString());
+        assertEquals(FakeSnapshotEngine.MAX_SNAPSHOTS, snapshotCount());
+    }
+
     @Test
     void createListDelete() throws Exception {
         startFake();
