@@ -1,7 +1,6 @@
 package bow.restore;
 
 import bow.blockdev.BlockDevice;
-import bow.blockdev.DirectBuffers;
 import bow.bowlog.BowCrc;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogCorruptException;
@@ -10,6 +9,7 @@ import bow.bowlog.LogValidator;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 
 /**
  * The dry run of a rollback: walks the log chain from the newest log block in
@@ -20,7 +20,6 @@ import java.nio.ByteBuffer;
  * one block size) and every nonzero checksum is recomputed.
  */
 public final class LogChain {
-    private static final int MAX_READ = 1 << 20;
 
     private LogChain() {}
 
@@ -153,15 +152,17 @@ public final class LogChain {
         BlockRedirects redirects = new BlockRedirects();
         long physical = 0;
         long sequences = 0, entries = 0, bytes = 0;
-        try (Checksummer sums = new Checksummer(dev, bs)) {
+        try (RunChecksums sums = new RunChecksums(dev)) {
             while (true) {
                 visitor.sequence(log, physical);
                 sequences++;
                 // Where each entry's data would be read from depends only on the entries before it,
-                // not on the data: resolve the whole sequence first, so that the reads of its data can
-                // run ahead of the checksums.
+                // not on the data: resolve the whole sequence first, then checksum all its data at
+                // once, in device order on several threads, and fold the parts per entry.
                 int count = (int) log.count();
                 long[] firstBlock = new long[count];
+                int[] firstRun = new int[count + 1];
+                RunList runs = new RunList();
                 for (int i = count - 1; i >= 0; i--) {
                     LogEntry e = log.entry(i);
                     int n = (int) (e.sizeBytes() / bs);
@@ -170,12 +171,19 @@ public final class LogChain {
                     long[] from = new long[n];
                     for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
                     firstBlock[i] = from[0];
-                    if (e.checksum() != 0) sums.add(i, from);
+                    firstRun[i + 1] = runs.size();
+                    if (e.checksum() != 0) runs.add(from, bs);
                     for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
                 }
+                firstRun[0] = runs.size();
+                int[] parts = sums.compute(runs.offsets(), runs.lengths());
                 for (int i = count - 1; i >= 0; i--) {
                     LogEntry e = log.entry(i);
-                    int actual = e.checksum() != 0 ? sums.next(i, (int) (e.sourceSector() / spb)) : 0;
+                    int actual = 0;
+                    if (e.checksum() != 0) {
+                        actual = (int) (e.sourceSector() / spb);   // the seed
+                        for (int r = firstRun[i + 1]; r < firstRun[i]; r++) actual = BowCrc.combine(actual, parts[r], runs.length(r));
+                    }
                     visitor.entry(log, i, e, firstBlock[i], actual);
                     if (e.checksum() != 0 && actual != e.checksum()) {
                         throw new LogCorruptException("log sequence " + log.sequence() + ", entry " + i
@@ -203,81 +211,38 @@ public final class LogChain {
     }
 
     /**
-     * The checksums of one sequence's entries, in the order they were added. The data is read in
-     * contiguous runs of up to 1 MiB, a few runs ahead of the checksum, on {@link ReadAhead}'s
-     * threads into direct buffers (no copy through a temporary native buffer).
+     * Contiguous runs of physical blocks (device byte offset and length, at most
+     * {@link RunChecksums#WINDOW} bytes each), in the order entries and their blocks are checksummed.
      */
-    private static final class Checksummer implements AutoCloseable {
-        private static final int AHEAD = 16;
-        private final int bs;
-        private final int bufBytes;
-        private final int maxBlocks;
-        private final ReadAhead reads;
-        private int allocated;
-        /** Runs queued: entry index, physical block, blocks; read in this order. */
-        private final java.util.ArrayDeque<long[]> runs = new java.util.ArrayDeque<>();
-        private final java.util.ArrayDeque<Object[]> inFlight = new java.util.ArrayDeque<>();   // {run, buffer, future}
-        private final java.util.ArrayDeque<ByteBuffer> free = new java.util.ArrayDeque<>();
+    private static final class RunList {
+        private long[] offset = new long[16];
+        private int[] length = new int[16];
+        private int size;
 
-        Checksummer(BlockDevice dev, int bs) {
-            this.bs = bs;
-            this.bufBytes = Math.max(bs, MAX_READ - MAX_READ % bs);
-            this.maxBlocks = bufBytes / bs;
-            this.reads = new ReadAhead(dev, 4);
-        }
+        int size() { return size; }
 
-        /** Queues the reads of entry {@code index}'s data, block j of it at physical block from[j]. */
-        void add(int index, long[] from) {
+        int length(int r) { return length[r]; }
+
+        long[] offsets() { return Arrays.copyOf(offset, size); }
+
+        int[] lengths() { return Arrays.copyOf(length, size); }
+
+        /** Block j of the data at physical block from[j]. */
+        void add(long[] from, int bs) {
+            int maxBlocks = RunChecksums.WINDOW / bs;
             int j = 0;
             while (j < from.length) {
                 int run = 1;
                 while (j + run < from.length && run < maxBlocks && from[j + run] == from[j] + run) run++;
-                runs.add(new long[] {index, from[j], run});
+                if (size == offset.length) {
+                    offset = Arrays.copyOf(offset, size * 2);
+                    length = Arrays.copyOf(length, size * 2);
+                }
+                offset[size] = from[j] * bs;
+                length[size] = run * bs;
+                size++;
                 j += run;
             }
-            fill();
-        }
-
-        private void fill() {
-            while (!runs.isEmpty()) {
-                // Buffers are made as needed, up to AHEAD of them: a small log needs few.
-                long[] need = runs.peek();
-                int bytes = (int) need[2] * bs;
-                if (free.isEmpty() && allocated < AHEAD) {
-                    free.add(DirectBuffers.allocate(Math.max(bytes, Math.min(bufBytes, 64 << 10))));
-                    allocated++;
-                }
-                if (free.isEmpty()) return;
-                long[] r = runs.poll();
-                ByteBuffer b = free.poll();
-                if (b.capacity() < bytes) b = DirectBuffers.allocate(bufBytes);   // a small one made for a short run
-                b.clear().limit((int) r[2] * bs);
-                inFlight.add(new Object[] {r, b, reads.read(r[1] * bs, b)});
-            }
-        }
-
-        /** The checksum of entry {@code index} (the next one added), seeded with {@code seed}. */
-        int next(int index, int seed) throws IOException {
-            int crc = seed;
-            while (true) {
-                Object[] head = inFlight.peek();
-                if (head == null || ((long[]) head[0])[0] != index) return crc;
-                inFlight.poll();
-                ByteBuffer b = (ByteBuffer) head[1];
-                try {
-                    ReadAhead.await((java.util.concurrent.Future<?>) head[2]);
-                    crc = BowCrc.update(crc, b);
-                } finally {
-                    free.add(b);
-                }
-                fill();
-            }
-        }
-
-        @Override
-        public void close() {
-            runs.clear();
-            reads.close();
         }
     }
 

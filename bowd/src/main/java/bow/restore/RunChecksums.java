@@ -1,0 +1,215 @@
+package bow.restore;
+
+import bow.blockdev.BlockDevice;
+import bow.blockdev.DirectBuffers;
+import bow.blockdev.FileBlockDevice;
+import bow.bowlog.BowCrc;
+
+import java.io.IOException;
+import java.lang.reflect.Method;
+import java.nio.ByteBuffer;
+import java.nio.MappedByteBuffer;
+import java.nio.channels.FileChannel;
+import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The CRC of many runs of device bytes, each from a zero start (crc_le(0, run)), computed on a
+ * few threads in ascending device order; the caller folds them into entry checksums with
+ * {@link BowCrc#combine}. Runs next to each other on the device are read as one window of up to
+ * {@link #WINDOW} bytes, so a cold disk sees large forward reads, several in flight.
+ *
+ * <p>On an image file (buffered, not O_DIRECT) a window is memory-mapped read-only and
+ * checksummed in place: no copy from the page cache into a buffer (that copy cost more than the
+ * CRC itself here), and {@link MappedByteBuffer#load()} first asks the kernel for the whole
+ * window at once (MADV_WILLNEED). Each mapping is unmapped by the thread that used it, once it is
+ * done with it. Anything else (a block device the JDK cannot map, test layers) is read with
+ * {@link BlockDevice#read} into page-aligned direct buffers.
+ *
+ * <p>Never interrupts a read: a failure waits for the windows already handed over before it is
+ * rethrown, and {@link #close()} waits for the threads.
+ */
+final class RunChecksums implements AutoCloseable {
+    static final int WINDOW = 16 << 20;
+    private static final long CLOSE_WAIT_NANOS = TimeUnit.SECONDS.toNanos(60);
+    private static final AtomicInteger IDS = new AtomicInteger();
+    private static final Method INVOKE_CLEANER;
+    private static final Object UNSAFE;
+
+    static {
+        Method m = null;
+        Object u = null;
+        try {
+            Class<?> c = Class.forName("sun.misc.Unsafe");
+            java.lang.reflect.Field f = c.getDeclaredField("theUnsafe");
+            f.setAccessible(true);
+            u = f.get(null);
+            m = c.getMethod("invokeCleaner", ByteBuffer.class);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            // no explicit unmap: the collector unmaps the windows instead
+        }
+        INVOKE_CLEANER = m;
+        UNSAFE = u;
+    }
+
+    private final BlockDevice dev;
+    private final ExecutorService workers;
+    private final ConcurrentLinkedDeque<ByteBuffer> buffers = new ConcurrentLinkedDeque<>();
+    /** Read-only channel for the mappings; null when the device is read through {@link BlockDevice#read}. */
+    private final FileChannel channel;
+    /** {@link #channel} while mapping works; null once a mapping was refused. */
+    private volatile FileChannel mapped;
+
+    RunChecksums(BlockDevice dev) {
+        this.dev = dev;
+        this.channel = openForMapping(dev);
+        this.mapped = channel;
+        int threads = Math.max(2, Math.min(4, Runtime.getRuntime().availableProcessors() * 2));
+        int id = IDS.incrementAndGet();
+        AtomicInteger n = new AtomicInteger();
+        this.workers = Executors.newFixedThreadPool(threads, r -> {
+            Thread t = new Thread(r, "run-checksums-" + id + "-" + n.incrementAndGet());
+            t.setDaemon(true);
+            return t;
+        });
+    }
+
+    private static FileChannel openForMapping(BlockDevice dev) {
+        if (!(dev instanceof FileBlockDevice f) || f.isDirect() || Boolean.getBoolean("bow.restore.noMmap")) return null;
+        try {
+            return FileChannel.open(f.path(), StandardOpenOption.READ);
+        } catch (IOException | RuntimeException e) {
+            return null;
+        }
+    }
+
+    /** Whether windows are mapped rather than read (tests). */
+    boolean mapping() {
+        return mapped != null;
+    }
+
+    /**
+     * crc_le(0, bytes [offset[r], offset[r] + length[r])) for every run r. Runs may be given in any
+     * order and may overlap; each is at most {@link #WINDOW} bytes.
+     */
+    int[] compute(long[] offset, int[] length) throws IOException {
+        int n = offset.length;
+        int[] crc = new int[n];
+        if (n == 0) return crc;
+        Integer[] order = new Integer[n];
+        for (int i = 0; i < n; i++) order[i] = i;
+        Arrays.sort(order, (a, b) -> Long.compare(offset[a], offset[b]));
+        List<Future<?>> tasks = new ArrayList<>();
+        int k = 0;
+        while (k < n) {
+            // A window: runs in device order while they touch (or overlap) it and it stays within WINDOW bytes.
+            long start = offset[order[k]];
+            long end = start + length[order[k]];
+            int first = k++;
+            while (k < n && offset[order[k]] <= end && Math.max(end, offset[order[k]] + length[order[k]]) - start <= WINDOW) {
+                end = Math.max(end, offset[order[k]] + length[order[k]]);
+                k++;
+            }
+            int[] runs = new int[k - first];
+            for (int j = 0; j < runs.length; j++) runs[j] = order[first + j];
+            long s = start, e = end;
+            tasks.add(workers.submit(() -> {
+                window(s, (int) (e - s), runs, offset, length, crc);
+                return null;
+            }));
+        }
+        IOException failure = null;
+        RuntimeException runtime = null;
+        for (Future<?> f : tasks) {
+            try {
+                ReadAhead.await(f);   // every window, even after a failure: none is left reading
+            } catch (IOException e) {
+                if (failure == null) failure = e;
+            } catch (RuntimeException e) {
+                if (runtime == null) runtime = e;
+            }
+        }
+        if (failure != null) throw failure;
+        if (runtime != null) throw runtime;
+        return crc;
+    }
+
+    private void window(long start, int len, int[] runs, long[] offset, int[] length, int[] crc) throws IOException {
+        FileChannel ch = mapped;
+        if (ch != null) {
+            MappedByteBuffer m = map(ch, start, len);
+            if (m != null) {
+                try {
+                    m.load();
+                    for (int r : runs) crc[r] = BowCrc.update(0, m.slice((int) (offset[r] - start), length[r]));
+                } finally {
+                    unmap(m);
+                }
+                return;
+            }
+        }
+        ByteBuffer b = buffers.pollFirst();
+        if (b == null || b.capacity() < len) b = DirectBuffers.allocate(Math.max(len, Math.min(WINDOW, 1 << 20)));
+        try {
+            b.clear().limit(len);
+            dev.read(start, b);
+            for (int r : runs) crc[r] = BowCrc.update(0, b.slice((int) (offset[r] - start), length[r]));
+        } finally {
+            buffers.addFirst(b);
+        }
+    }
+
+    /** The window mapped, or null (then it is read instead; a refused mapping turns mapping off). */
+    private MappedByteBuffer map(FileChannel ch, long start, int len) {
+        try {
+            // Never map past the file's end: touching such a page is a SIGBUS, not an exception.
+            if (start + len > ch.size()) return null;
+            return ch.map(FileChannel.MapMode.READ_ONLY, start, len);
+        } catch (IOException | RuntimeException e) {
+            mapped = null;   // a block device whose size the JDK does not see, say
+            return null;
+        }
+    }
+
+    private static void unmap(MappedByteBuffer m) {
+        if (INVOKE_CLEANER == null) return;
+        try {
+            INVOKE_CLEANER.invoke(UNSAFE, m);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            // left to the collector
+        }
+    }
+
+    /** Waits for the threads (bounded; they only read) and closes the mapping channel. */
+    @Override
+    public void close() {
+        workers.shutdown();
+        boolean interrupted = false;
+        long deadline = System.nanoTime() + CLOSE_WAIT_NANOS;
+        while (true) {
+            long left = deadline - System.nanoTime();
+            try {
+                if (left <= 0 || workers.awaitTermination(left, TimeUnit.NANOSECONDS)) break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+        mapped = null;
+        if (channel != null) {
+            try {
+                channel.close();
+            } catch (IOException ignored) {
+                // read-only: nothing to lose
+            }
+        }
+    }
+}
