@@ -24,6 +24,8 @@ final class FastPath {
     }
 
     static Integer tryRun(String[] args, PrintWriter out, PrintWriter err) {
+        Integer offline = OfflineFastPath.tryRun(args, out, err);
+        if (offline != null) return offline;
         if (args.length == 0 || !args[0].equals("needs-checkpoint")) return null;
         Path record = null;
         if (args.length == 2 && args[1].startsWith("--record=") && args[1].length() > 9) {

@@ -39,9 +39,12 @@ public final class LogCommand implements Callable<Integer> {
 
         @Override
         public Integer call() {
-            PrintWriter out = spec.commandLine().getOut();
-            PrintWriter err = spec.commandLine().getErr();
-            try (BlockDevice dev = OfflineDevice.open(device, true)) {
+            return run(device, spec.commandLine().getOut(), spec.commandLine().getErr());
+        }
+
+        /** The command itself (also {@link OfflineFastPath}'s, which gets here without picocli). */
+        static int run(Path device, PrintWriter out, PrintWriter err) {
+            try (BlockDevice dev = OfflineDevice.openForInspection(device)) {
                 ProgressLine progress = new ProgressLine(err);
                 LogChain.Summary s;
                 try {
@@ -77,7 +80,7 @@ public final class LogCommand implements Callable<Integer> {
         public Integer call() {
             PrintWriter out = spec.commandLine().getOut();
             PrintWriter err = spec.commandLine().getErr();
-            try (BlockDevice dev = OfflineDevice.open(device, true)) {
+            try (BlockDevice dev = OfflineDevice.openForInspection(device)) {
                 LogInspector.Dump d = LogInspector.dump(dev, device.toString());
                 out.print(json ? LogInspector.toJson(d) + "\n" : LogInspector.toText(d));
                 out.flush();

@@ -27,7 +27,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * {@link BowCrc#combine}. Runs next to each other on the device are read as one window of up to
  * {@link #WINDOW} bytes, so a cold disk sees large forward reads, several in flight.
  *
- * <p>On an image file (buffered, not O_DIRECT) a window is memory-mapped read-only and
+ * <p>On an image file ({@link ImageFile}, or a buffered {@link FileBlockDevice}) a window is memory-mapped read-only and
  * checksummed in place: no copy from the page cache into a buffer (that copy cost more than the
  * CRC itself here), and {@link MappedByteBuffer#load()} first asks the kernel for the whole
  * window at once (MADV_WILLNEED). Each mapping is unmapped by the thread that used it, once it is
@@ -65,13 +65,16 @@ final class RunChecksums implements AutoCloseable {
     private final ConcurrentLinkedDeque<ByteBuffer> buffers = new ConcurrentLinkedDeque<>();
     /** Read-only channel for the mappings; null when the device is read through {@link BlockDevice#read}. */
     private final FileChannel channel;
+    /** Whether {@link #channel} was opened here (else it is the {@link ImageFile}'s own). */
+    private final boolean ownChannel;
     /** {@link #channel} while mapping works; null once a mapping was refused. */
     private volatile FileChannel mapped;
 
     RunChecksums(BlockDevice dev) {
         this.dev = dev;
-        this.channel = openForMapping(dev);
-        this.mapped = channel;
+        this.ownChannel = !(dev instanceof ImageFile);
+        this.channel = dev instanceof ImageFile img ? img.channel() : openForMapping(dev);
+        this.mapped = Boolean.getBoolean("bow.restore.noMmap") ? null : channel;
         int threads = Math.max(2, Math.min(4, Runtime.getRuntime().availableProcessors() * 2));
         int id = IDS.incrementAndGet();
         AtomicInteger n = new AtomicInteger();
@@ -83,7 +86,7 @@ final class RunChecksums implements AutoCloseable {
     }
 
     private static FileChannel openForMapping(BlockDevice dev) {
-        if (!(dev instanceof FileBlockDevice f) || f.isDirect() || Boolean.getBoolean("bow.restore.noMmap")) return null;
+        if (!(dev instanceof FileBlockDevice f) || f.isDirect()) return null;
         try {
             return FileChannel.open(f.path(), StandardOpenOption.READ);
         } catch (IOException | RuntimeException e) {
@@ -204,7 +207,7 @@ final class RunChecksums implements AutoCloseable {
         }
         if (interrupted) Thread.currentThread().interrupt();
         mapped = null;
-        if (channel != null) {
+        if (channel != null && ownChannel) {
             try {
                 channel.close();
             } catch (IOException ignored) {
