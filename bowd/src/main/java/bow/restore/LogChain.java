@@ -153,61 +153,98 @@ public final class LogChain {
         long physical = 0;
         long sequences = 0, entries = 0, bytes = 0;
         try (RunChecksums sums = new RunChecksums(dev)) {
+            Sequence cur = new Sequence(log, physical, redirects, bs, sums);
             while (true) {
-                visitor.sequence(log, physical);
+                visitor.sequence(cur.log, cur.physical);
                 sequences++;
-                // Where each entry's data would be read from depends only on the entries before it,
-                // not on the data: resolve the whole sequence first, then checksum all its data at
-                // once, in device order on several threads, and fold the parts per entry.
-                int count = (int) log.count();
-                long[] firstBlock = new long[count];
-                int[] firstRun = new int[count + 1];
-                RunList runs = new RunList();
-                for (int i = count - 1; i >= 0; i--) {
-                    LogEntry e = log.entry(i);
-                    int n = (int) (e.sizeBytes() / bs);
-                    long src = e.sourceSector() / spb;
-                    long dst = e.destSector() / spb;
-                    long[] from = new long[n];
-                    for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
-                    firstBlock[i] = from[0];
-                    firstRun[i + 1] = runs.size();
-                    if (e.checksum() != 0) runs.add(from, bs);
-                    for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
+                // Look one sequence ahead, so the disk has the next sequence's data to read while this
+                // one's checksums finish. The previous log block's place follows from the redirects
+                // alone (entry 0 just restored block 0 in the simulation: it now holds that block); a
+                // failure to read or validate it is reported only after this sequence's entries passed,
+                // as a walk one sequence at a time would.
+                Sequence next = null;
+                IOException nextFailure = null;
+                LogBlock nextLog = null;
+                long nextPhysical = -1;
+                if (cur.log.sequence() != 0) {
+                    nextPhysical = redirects.resolve(0);
+                    try {
+                        nextLog = new LogBlock(read(dev, nextPhysical * bs, bs));
+                        LogValidator.validate(nextLog, cur.log.sequence() - 1, deviceBytes, bs);
+                        next = new Sequence(nextLog, nextPhysical, redirects, bs, sums);
+                    } catch (IOException e) {
+                        nextFailure = e;
+                    }
                 }
-                firstRun[0] = runs.size();
-                int[] parts = sums.compute(runs.offsets(), runs.lengths());
-                for (int i = count - 1; i >= 0; i--) {
-                    LogEntry e = log.entry(i);
+                int[] parts = cur.checksums.await();
+                LogBlock l = cur.log;
+                for (int i = (int) l.count() - 1; i >= 0; i--) {
+                    LogEntry e = l.entry(i);
                     int actual = 0;
                     if (e.checksum() != 0) {
                         actual = (int) (e.sourceSector() / spb);   // the seed
-                        for (int r = firstRun[i + 1]; r < firstRun[i]; r++) actual = BowCrc.combine(actual, parts[r], runs.length(r));
+                        for (int r = cur.firstRun[i + 1]; r < cur.firstRun[i]; r++) actual = BowCrc.combine(actual, parts[r], cur.runs.length(r));
                     }
-                    visitor.entry(log, i, e, firstBlock[i], actual);
+                    visitor.entry(l, i, e, cur.firstBlock[i], actual);
                     if (e.checksum() != 0 && actual != e.checksum()) {
-                        throw new LogCorruptException("log sequence " + log.sequence() + ", entry " + i
+                        throw new LogCorruptException("log sequence " + l.sequence() + ", entry " + i
                                 + ": checksum mismatch: expected " + hex(e.checksum()) + ", actual " + hex(actual)
-                                + " (data of source sector " + e.sourceSector() + " read from block " + firstBlock[i] + ")");
+                                + " (data of source sector " + e.sourceSector() + " read from block " + cur.firstBlock[i] + ")");
                     }
                     entries++;
                     bytes += e.sizeBytes();
                     progress.progress("verify", bytes, -1);
                 }
-                if (log.sequence() == 0) break;
-                // Entry 0 just restored block 0 in the simulation: it now holds the previous log block.
-                long expected = log.sequence() - 1;
-                physical = redirects.resolve(0);
-                log = new LogBlock(read(dev, physical * bs, bs));
-                try {
-                    LogValidator.validate(log, expected, deviceBytes, bs);
-                } catch (LogCorruptException e) {
-                    visitor.rejected(log, physical);
-                    throw new LogCorruptException(e.getMessage() + " (previous log block read from block " + physical + ")");
+                if (l.sequence() == 0) break;
+                if (nextFailure instanceof LogCorruptException bad && nextLog != null) {
+                    visitor.rejected(nextLog, nextPhysical);
+                    throw new LogCorruptException(bad.getMessage() + " (previous log block read from block " + nextPhysical + ")");
                 }
+                if (nextFailure != null) throw nextFailure;
+                cur = next;
             }
         }
         return new Summary(bs, newest, restoring, sequences, entries, bytes, sector0);
+    }
+
+    /**
+     * One validated log block with its entries resolved: where each entry's data would be read from
+     * depends only on the entries before it, not on the data, so the whole sequence is resolved
+     * (the redirects move on past it) and all its data queued for checksumming, in device order on
+     * several threads; the parts are folded per entry once they are in.
+     */
+    private static final class Sequence {
+        final LogBlock log;
+        final long physical;
+        /** Physical block of each entry's first block. */
+        final long[] firstBlock;
+        /** Entry i's runs are [firstRun[i + 1], firstRun[i]) (runs are listed newest entry first). */
+        final int[] firstRun;
+        final RunList runs = new RunList();
+        final RunChecksums.Pending checksums;
+
+        Sequence(LogBlock log, long physical, BlockRedirects redirects, int bs, RunChecksums sums) {
+            this.log = log;
+            this.physical = physical;
+            long spb = bs / 512;
+            int count = (int) log.count();
+            firstBlock = new long[count];
+            firstRun = new int[count + 1];
+            for (int i = count - 1; i >= 0; i--) {
+                LogEntry e = log.entry(i);
+                int n = (int) (e.sizeBytes() / bs);
+                long src = e.sourceSector() / spb;
+                long dst = e.destSector() / spb;
+                long[] from = new long[n];
+                for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
+                firstBlock[i] = from[0];
+                firstRun[i + 1] = runs.size();
+                if (e.checksum() != 0) runs.add(from, bs);
+                for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
+            }
+            firstRun[0] = runs.size();
+            checksums = sums.submit(runs.offsets(), runs.lengths());
+        }
     }
 
     /**

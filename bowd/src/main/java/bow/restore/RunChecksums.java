@@ -63,6 +63,8 @@ final class RunChecksums implements AutoCloseable {
     private final BlockDevice dev;
     private final ExecutorService workers;
     private final ConcurrentLinkedDeque<ByteBuffer> buffers = new ConcurrentLinkedDeque<>();
+    /** Windows queued or running that nobody awaited yet; {@link #close()} drops those not started. */
+    private final List<Future<?>> outstanding = new ArrayList<>();
     /** Read-only channel for the mappings; null when the device is read through {@link BlockDevice#read}. */
     private final FileChannel channel;
     /** Whether {@link #channel} was opened here (else it is the {@link ImageFile}'s own). */
@@ -104,13 +106,49 @@ final class RunChecksums implements AutoCloseable {
      * order and may overlap; each is at most {@link #WINDOW} bytes.
      */
     int[] compute(long[] offset, int[] length) throws IOException {
+        return submit(offset, length).await();
+    }
+
+    /** The checksums of some runs, being computed. */
+    final class Pending {
+        private final int[] crc;
+        private final List<Future<?>> tasks;
+
+        private Pending(int[] crc, List<Future<?>> tasks) {
+            this.crc = crc;
+            this.tasks = tasks;
+        }
+
+        /** Waits for every window (even after a failure: none is left reading) and returns the checksums. */
+        int[] await() throws IOException {
+            IOException failure = null;
+            RuntimeException runtime = null;
+            for (Future<?> f : tasks) {
+                try {
+                    ReadAhead.await(f);
+                } catch (IOException e) {
+                    if (failure == null) failure = e;
+                } catch (RuntimeException e) {
+                    if (runtime == null) runtime = e;
+                }
+            }
+            synchronized (outstanding) {
+                outstanding.removeAll(tasks);
+            }
+            if (failure != null) throw failure;
+            if (runtime != null) throw runtime;
+            return crc;
+        }
+    }
+
+    /** Starts {@link #compute}: the windows are queued at once, in device order. */
+    Pending submit(long[] offset, int[] length) {
         int n = offset.length;
         int[] crc = new int[n];
-        if (n == 0) return crc;
+        List<Future<?>> tasks = new ArrayList<>();
         Integer[] order = new Integer[n];
         for (int i = 0; i < n; i++) order[i] = i;
         Arrays.sort(order, (a, b) -> Long.compare(offset[a], offset[b]));
-        List<Future<?>> tasks = new ArrayList<>();
         int k = 0;
         while (k < n) {
             // A window: runs in device order while they touch (or overlap) it and it stays within WINDOW bytes.
@@ -129,20 +167,10 @@ final class RunChecksums implements AutoCloseable {
                 return null;
             }));
         }
-        IOException failure = null;
-        RuntimeException runtime = null;
-        for (Future<?> f : tasks) {
-            try {
-                ReadAhead.await(f);   // every window, even after a failure: none is left reading
-            } catch (IOException e) {
-                if (failure == null) failure = e;
-            } catch (RuntimeException e) {
-                if (runtime == null) runtime = e;
-            }
+        synchronized (outstanding) {
+            outstanding.addAll(tasks);
         }
-        if (failure != null) throw failure;
-        if (runtime != null) throw runtime;
-        return crc;
+        return new Pending(crc, tasks);
     }
 
     private void window(long start, int len, int[] runs, long[] offset, int[] length, int[] crc) throws IOException {
@@ -191,9 +219,17 @@ final class RunChecksums implements AutoCloseable {
         }
     }
 
-    /** Waits for the threads (bounded; they only read) and closes the mapping channel. */
+    /**
+     * Drops the windows not started yet (a verify that failed no longer needs them; cancel(false)
+     * never interrupts one that runs), waits for the threads (bounded; they only read) and closes
+     * the mapping channel.
+     */
     @Override
     public void close() {
+        synchronized (outstanding) {
+            for (Future<?> f : outstanding) f.cancel(false);
+            outstanding.clear();
+        }
         workers.shutdown();
         boolean interrupted = false;
         long deadline = System.nanoTime() + CLOSE_WAIT_NANOS;
