@@ -40,7 +40,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * rethrown, and {@link #close()} waits for the threads.
  */
 final class RunChecksums implements AutoCloseable {
-    static final int WINDOW = 16 << 20;
+    /**
+     * Largest window: 16 MiB, less in a small heap (direct memory is bounded by it: the threads'
+     * read buffers take up to a quarter of it, as much as a restore's batch buffer).
+     */
+    static final int WINDOW = (int) Math.max(1 << 20, Math.min(16 << 20, Runtime.getRuntime().maxMemory() / 16) & ~((1L << 20) - 1));
     private static final long CLOSE_WAIT_NANOS = TimeUnit.SECONDS.toNanos(60);
     private static final AtomicInteger IDS = new AtomicInteger();
     private static final Method INVOKE_CLEANER;
