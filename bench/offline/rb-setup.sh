@@ -2,7 +2,7 @@
 # Makes /var/tmp/rbw/golden.img: the bench's bow rollback state (1 GiB of first writes after a checkpoint).
 set -euo pipefail
 top=${TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-W=/var/tmp/rbw; mkdir -p $W
+W=${RBW:-/var/tmp/rbw}; mkdir -p $W
 SIZE=$((256<<20)); IMG_SIZE=$((8*SIZE + (64<<20))); BACKUP_AT=$((4*SIZE)); RB=${RB:-$((1<<30))}
 IMG=$W/golden.img; SOCK=$W/nbd.sock; CTL=$W/ctl.sock
 rm -f $IMG $SOCK $CTL

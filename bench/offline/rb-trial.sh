@@ -2,7 +2,7 @@
 # One trial (after rb-setup.sh): fresh copy of golden.img, time the offline rollback, then the dd floor (as bench/run.sh does).
 set -euo pipefail
 top=${TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-W=/var/tmp/rbw; IMG=$W/work.img
+W=${RBW:-/var/tmp/rbw}; IMG=$W/work.img
 cp $W/golden.img $IMG; sync $IMG
 load=$(cut -d' ' -f1 /proc/loadavg)
 t0=$(date +%s%N)

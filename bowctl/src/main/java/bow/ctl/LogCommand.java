@@ -44,7 +44,7 @@ public final class LogCommand implements Callable<Integer> {
 
         /** The command itself, printing to out and err: called by picocli, or by {@link FastPath} without it. */
         int run(PrintWriter out, PrintWriter err) {
-            try (BlockDevice dev = OfflineDevice.open(device, true)) {
+            try (BlockDevice dev = OfflineDevice.openForInspection(device)) {
                 ProgressLine progress = new ProgressLine(err);
                 LogChain.Summary s;
                 try {
@@ -80,7 +80,7 @@ public final class LogCommand implements Callable<Integer> {
         public Integer call() {
             PrintWriter out = spec.commandLine().getOut();
             PrintWriter err = spec.commandLine().getErr();
-            try (BlockDevice dev = OfflineDevice.open(device, true)) {
+            try (BlockDevice dev = OfflineDevice.openForInspection(device)) {
                 LogInspector.Dump d = LogInspector.dump(dev, device.toString());
                 out.print(json ? LogInspector.toJson(d) + "\n" : LogInspector.toText(d));
                 out.flush();

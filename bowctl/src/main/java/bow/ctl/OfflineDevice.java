@@ -5,6 +5,7 @@ import bow.blockdev.DeviceException;
 import bow.blockdev.Errno;
 import bow.blockdev.FileBlockDevice;
 import bow.bowlog.LogCorruptException;
+import bow.restore.ImageFile;
 import bow.restore.InvalidStateException;
 import bow.restore.NoCheckpointException;
 
@@ -19,6 +20,15 @@ final class OfflineDevice {
 
     static BlockDevice open(Path path, boolean readOnly) throws IOException {
         return FileBlockDevice.open(path, readOnly);
+    }
+
+    /**
+     * Opens for reading only: a regular file as an {@link ImageFile} (no native library to load),
+     * anything else as {@link #open(Path, boolean)} does.
+     */
+    static BlockDevice openForInspection(Path path) throws IOException {
+        if (java.nio.file.Files.isRegularFile(path)) return ImageFile.open(path);
+        return open(path, true);
     }
 
     static int exitCode(IOException e) {

@@ -314,11 +314,16 @@ public final class RollbackCommand implements Callable<Integer> {
     }
 
     private int restoreBow(PrintWriter out, PrintWriter err) {
+        return restoreBow(device, yes, forceRollForward, out, err);
+    }
+
+    /** The bow-mode rollback of {@code device}. */
+    static int restoreBow(Path device, boolean yes, boolean forceRollForward, PrintWriter out, PrintWriter err) {
         long start = System.nanoTime();
         try (BlockDevice dev = OfflineDevice.open(device, false)) {
             ProgressLine progress = new ProgressLine(err);
             Console console = System.console();
-            if (console != null && !yes && !confirm(dev, console, out, progress)) {
+            if (console != null && !yes && !confirm(device, forceRollForward, dev, console, out, progress)) {
                 err.println("bowctl: rollback cancelled; the device was not modified");
                 return ExitCodes.FAILURE;
             }
@@ -352,7 +357,8 @@ public final class RollbackCommand implements Callable<Integer> {
     }
 
     /** Validates first so the question can say what will happen; a log that fails validation is reported instead. */
-    private boolean confirm(BlockDevice dev, Console console, PrintWriter out, ProgressLine progress) throws IOException {
+    private static boolean confirm(Path device, boolean forceRollForward, BlockDevice dev, Console console, PrintWriter out,
+                                   ProgressLine progress) throws IOException {
         LogChain.Summary s;
         try {
             s = LogInspector.verify(dev, device.toString(), progress);

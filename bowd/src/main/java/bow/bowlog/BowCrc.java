@@ -63,6 +63,14 @@ public final class BowCrc {
         return ~(int) j.getValue() ^ shift(~crc, len);
     }
 
+    /**
+     * crc_le(crc, A B) from crc_le(crc, A) = {@code crc}, crc_le(0, B) = {@code crcOfNext} and
+     * |B| = {@code nextLength}: B's own CRC from a zero start, shifted past by what came before.
+     */
+    public static int combine(int crc, int crcOfNext, long nextLength) {
+        return shift(crc, nextLength) ^ crcOfNext;
+    }
+
     /** The classic table-driven form, a byte per step: the reference the fast path is tested against. */
     static int updateTable(int crc, byte[] data, int off, int len) {
         int c = crc;

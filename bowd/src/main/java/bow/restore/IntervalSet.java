@@ -14,6 +14,14 @@ final class IntervalSet {
         return next != null && next < end;
     }
 
+    /** Whether any interval of {@code other} overlaps this set. */
+    boolean overlaps(IntervalSet other) {
+        for (Map.Entry<Long, Long> e : other.starts.entrySet()) {
+            if (overlaps(e.getKey(), e.getValue())) return true;
+        }
+        return false;
+    }
+
     void add(long start, long end) {
         Map.Entry<Long, Long> f = starts.floorEntry(start);
         if (f != null && f.getValue() >= start) {

@@ -1,7 +1,6 @@
 package bow.restore;
 
 import bow.blockdev.BlockDevice;
-import bow.blockdev.DirectBuffers;
 import bow.bowlog.BowCrc;
 import bow.bowlog.LogBlock;
 import bow.bowlog.LogCorruptException;
@@ -10,6 +9,7 @@ import bow.bowlog.LogValidator;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
+import java.util.Arrays;
 
 /**
  * The dry run of a rollback: walks the log chain from the newest log block in
@@ -20,7 +20,6 @@ import java.nio.ByteBuffer;
  * one block size) and every nonzero checksum is recomputed.
  */
 public final class LogChain {
-    private static final int MAX_READ = 1 << 20;
 
     private LogChain() {}
 
@@ -153,131 +152,134 @@ public final class LogChain {
         BlockRedirects redirects = new BlockRedirects();
         long physical = 0;
         long sequences = 0, entries = 0, bytes = 0;
-        try (Checksummer sums = new Checksummer(dev, bs)) {
+        try (RunChecksums sums = new RunChecksums(dev)) {
+            Sequence cur = new Sequence(log, physical, redirects, bs, sums);
             while (true) {
-                visitor.sequence(log, physical);
+                visitor.sequence(cur.log, cur.physical);
                 sequences++;
-                // Where each entry's data would be read from depends only on the entries before it,
-                // not on the data: resolve the whole sequence first, so that the reads of its data can
-                // run ahead of the checksums.
-                int count = (int) log.count();
-                long[] firstBlock = new long[count];
-                for (int i = count - 1; i >= 0; i--) {
-                    LogEntry e = log.entry(i);
-                    int n = (int) (e.sizeBytes() / bs);
-                    long src = e.sourceSector() / spb;
-                    long dst = e.destSector() / spb;
-                    long[] from = new long[n];
-                    for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
-                    firstBlock[i] = from[0];
-                    if (e.checksum() != 0) sums.add(i, from);
-                    for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
+                // Look one sequence ahead, so the disk has the next sequence's data to read while this
+                // one's checksums finish. The previous log block's place follows from the redirects
+                // alone (entry 0 just restored block 0 in the simulation: it now holds that block); a
+                // failure to read or validate it is reported only after this sequence's entries passed,
+                // as a walk one sequence at a time would.
+                Sequence next = null;
+                IOException nextFailure = null;
+                LogBlock nextLog = null;
+                long nextPhysical = -1;
+                if (cur.log.sequence() != 0) {
+                    nextPhysical = redirects.resolve(0);
+                    try {
+                        nextLog = new LogBlock(read(dev, nextPhysical * bs, bs));
+                        LogValidator.validate(nextLog, cur.log.sequence() - 1, deviceBytes, bs);
+                        next = new Sequence(nextLog, nextPhysical, redirects, bs, sums);
+                    } catch (IOException e) {
+                        nextFailure = e;
+                    }
                 }
-                for (int i = count - 1; i >= 0; i--) {
-                    LogEntry e = log.entry(i);
-                    int actual = e.checksum() != 0 ? sums.next(i, (int) (e.sourceSector() / spb)) : 0;
-                    visitor.entry(log, i, e, firstBlock[i], actual);
+                int[] parts = cur.checksums.await();
+                LogBlock l = cur.log;
+                for (int i = (int) l.count() - 1; i >= 0; i--) {
+                    LogEntry e = l.entry(i);
+                    int actual = 0;
+                    if (e.checksum() != 0) {
+                        actual = (int) (e.sourceSector() / spb);   // the seed
+                        for (int r = cur.firstRun[i + 1]; r < cur.firstRun[i]; r++) actual = BowCrc.combine(actual, parts[r], cur.runs.length(r));
+                    }
+                    visitor.entry(l, i, e, cur.firstBlock[i], actual);
                     if (e.checksum() != 0 && actual != e.checksum()) {
-                        throw new LogCorruptException("log sequence " + log.sequence() + ", entry " + i
+                        throw new LogCorruptException("log sequence " + l.sequence() + ", entry " + i
                                 + ": checksum mismatch: expected " + hex(e.checksum()) + ", actual " + hex(actual)
-                                + " (data of source sector " + e.sourceSector() + " read from block " + firstBlock[i] + ")");
+                                + " (data of source sector " + e.sourceSector() + " read from block " + cur.firstBlock[i] + ")");
                     }
                     entries++;
                     bytes += e.sizeBytes();
                     progress.progress("verify", bytes, -1);
                 }
-                if (log.sequence() == 0) break;
-                // Entry 0 just restored block 0 in the simulation: it now holds the previous log block.
-                long expected = log.sequence() - 1;
-                physical = redirects.resolve(0);
-                log = new LogBlock(read(dev, physical * bs, bs));
-                try {
-                    LogValidator.validate(log, expected, deviceBytes, bs);
-                } catch (LogCorruptException e) {
-                    visitor.rejected(log, physical);
-                    throw new LogCorruptException(e.getMessage() + " (previous log block read from block " + physical + ")");
+                if (l.sequence() == 0) break;
+                if (nextFailure instanceof LogCorruptException bad && nextLog != null) {
+                    visitor.rejected(nextLog, nextPhysical);
+                    throw new LogCorruptException(bad.getMessage() + " (previous log block read from block " + nextPhysical + ")");
                 }
+                if (nextFailure != null) throw nextFailure;
+                cur = next;
             }
         }
         return new Summary(bs, newest, restoring, sequences, entries, bytes, sector0);
     }
 
     /**
-     * The checksums of one sequence's entries, in the order they were added. The data is read in
-     * contiguous runs of up to 1 MiB, a few runs ahead of the checksum, on {@link ReadAhead}'s
-     * threads into direct buffers (no copy through a temporary native buffer).
+     * One validated log block with its entries resolved: where each entry's data would be read from
+     * depends only on the entries before it, not on the data, so the whole sequence is resolved
+     * (the redirects move on past it) and all its data queued for checksumming, in device order on
+     * several threads; the parts are folded per entry once they are in.
      */
-    private static final class Checksummer implements AutoCloseable {
-        private static final int AHEAD = 16;
-        private final int bs;
-        private final int bufBytes;
-        private final int maxBlocks;
-        private final ReadAhead reads;
-        private int allocated;
-        /** Runs queued: entry index, physical block, blocks; read in this order. */
-        private final java.util.ArrayDeque<long[]> runs = new java.util.ArrayDeque<>();
-        private final java.util.ArrayDeque<Object[]> inFlight = new java.util.ArrayDeque<>();   // {run, buffer, future}
-        private final java.util.ArrayDeque<ByteBuffer> free = new java.util.ArrayDeque<>();
+    private static final class Sequence {
+        final LogBlock log;
+        final long physical;
+        /** Physical block of each entry's first block. */
+        final long[] firstBlock;
+        /** Entry i's runs are [firstRun[i + 1], firstRun[i]) (runs are listed newest entry first). */
+        final int[] firstRun;
+        final RunList runs = new RunList();
+        final RunChecksums.Pending checksums;
 
-        Checksummer(BlockDevice dev, int bs) {
-            this.bs = bs;
-            this.bufBytes = Math.max(bs, MAX_READ - MAX_READ % bs);
-            this.maxBlocks = bufBytes / bs;
-            this.reads = new ReadAhead(dev, 4);
+        Sequence(LogBlock log, long physical, BlockRedirects redirects, int bs, RunChecksums sums) {
+            this.log = log;
+            this.physical = physical;
+            long spb = bs / 512;
+            int count = (int) log.count();
+            firstBlock = new long[count];
+            firstRun = new int[count + 1];
+            for (int i = count - 1; i >= 0; i--) {
+                LogEntry e = log.entry(i);
+                int n = (int) (e.sizeBytes() / bs);
+                long src = e.sourceSector() / spb;
+                long dst = e.destSector() / spb;
+                long[] from = new long[n];
+                for (int j = 0; j < n; j++) from[j] = redirects.resolve(dst + j);
+                firstBlock[i] = from[0];
+                firstRun[i + 1] = runs.size();
+                if (e.checksum() != 0) runs.add(from, bs);
+                for (int j = 0; j < n; j++) redirects.put(src + j, from[j]);
+            }
+            firstRun[0] = runs.size();
+            checksums = sums.submit(runs.offsets(), runs.lengths());
         }
+    }
 
-        /** Queues the reads of entry {@code index}'s data, block j of it at physical block from[j]. */
-        void add(int index, long[] from) {
+    /**
+     * Contiguous runs of physical blocks (device byte offset and length, at most
+     * {@link RunChecksums#WINDOW} bytes each), in the order entries and their blocks are checksummed.
+     */
+    private static final class RunList {
+        private long[] offset = new long[16];
+        private int[] length = new int[16];
+        private int size;
+
+        int size() { return size; }
+
+        int length(int r) { return length[r]; }
+
+        long[] offsets() { return Arrays.copyOf(offset, size); }
+
+        int[] lengths() { return Arrays.copyOf(length, size); }
+
+        /** Block j of the data at physical block from[j]. */
+        void add(long[] from, int bs) {
+            int maxBlocks = RunChecksums.WINDOW / bs;
             int j = 0;
             while (j < from.length) {
                 int run = 1;
                 while (j + run < from.length && run < maxBlocks && from[j + run] == from[j] + run) run++;
-                runs.add(new long[] {index, from[j], run});
+                if (size == offset.length) {
+                    offset = Arrays.copyOf(offset, size * 2);
+                    length = Arrays.copyOf(length, size * 2);
+                }
+                offset[size] = from[j] * bs;
+                length[size] = run * bs;
+                size++;
                 j += run;
             }
-            fill();
-        }
-
-        private void fill() {
-            while (!runs.isEmpty()) {
-                // Buffers are made as needed, up to AHEAD of them: a small log needs few.
-                long[] need = runs.peek();
-                int bytes = (int) need[2] * bs;
-                if (free.isEmpty() && allocated < AHEAD) {
-                    free.add(DirectBuffers.allocate(Math.max(bytes, Math.min(bufBytes, 64 << 10))));
-                    allocated++;
-                }
-                if (free.isEmpty()) return;
-                long[] r = runs.poll();
-                ByteBuffer b = free.poll();
-                if (b.capacity() < bytes) b = DirectBuffers.allocate(bufBytes);   // a small one made for a short run
-                b.clear().limit((int) r[2] * bs);
-                inFlight.add(new Object[] {r, b, reads.read(r[1] * bs, b)});
-            }
-        }
-
-        /** The checksum of entry {@code index} (the next one added), seeded with {@code seed}. */
-        int next(int index, int seed) throws IOException {
-            int crc = seed;
-            while (true) {
-                Object[] head = inFlight.peek();
-                if (head == null || ((long[]) head[0])[0] != index) return crc;
-                inFlight.poll();
-                ByteBuffer b = (ByteBuffer) head[1];
-                try {
-                    ReadAhead.await((java.util.concurrent.Future<?>) head[2]);
-                    crc = BowCrc.update(crc, b);
-                } finally {
-                    free.add(b);
-                }
-                fill();
-            }
-        }
-
-        @Override
-        public void close() {
-            runs.clear();
-            reads.close();
         }
     }
 

@@ -26,7 +26,12 @@ import java.util.concurrent.Future;
  *     batch entry's dest, so after a crash the batch's dests are intact and the
  *     whole batch can simply be applied again;
  * <li>after each batch: flush, then rewrite the header sector with count = entries
- *     still to apply, flush;
+ *     still to apply, flush (on a commit thread, in batch order; after a failed
+ *     commit no later header is written);
+ * <li>the next batch may be written while that commit runs only if none of its sources
+ *     is a dest of the batch being committed (nor in block 0): a crash then applies
+ *     the uncommitted batch again from intact dests, then this one. Otherwise, and
+ *     before any later batch, it waits for the commit;
  * <li>entry 0 (source = block 0) is applied by writing sectors 1..n of block 0,
  *     flush, then sector 0 (header) alone, flush. A 512-byte sector write is atomic,
  *     so a crash leaves either the old header (entry 0 is applied again) or the
@@ -118,7 +123,11 @@ public final class Restore {
             t.setDaemon(true);
             return t;
         });
-        Future<?> pending = null;
+        // Commits run one after another on the commit thread. "pending" is the last batch's, "older"
+        // the one before (at most two are in flight); "pendingDests" the last batch's dests.
+        Future<?> pending = null, older = null;
+        IntervalSet pendingDests = new IntervalSet();
+        java.util.concurrent.atomic.AtomicBoolean commitFailed = new java.util.concurrent.atomic.AtomicBoolean();
         ReadAhead reads = new ReadAhead(dev, 2);
         try {
             while (true) {
@@ -142,9 +151,8 @@ public final class Restore {
                     }
                     lo++;
                     if (batchBytes <= batchBuf.capacity()) {
-                        // Read the whole batch while the previous batch's flushes run: its writes
-                        // have all been issued, so these reads see them (they only lack durability,
-                        // and nothing of this batch is written before they have it).
+                        // Read the whole batch while the previous batches' commits run: their writes
+                        // have all been issued, so these reads see them (they only lack durability).
                         batchBuf.clear();
                         List<Future<?>> reading = new ArrayList<>();
                         for (int k = i; k >= lo; k--) {
@@ -156,8 +164,16 @@ public final class Restore {
                             batchBuf.position(batchBuf.position() + (int) e.sizeBytes());
                         }
                         for (Future<?> f : reading) ReadAhead.await(f);
-                        await(pending);
-                        pending = null;
+                        await(older);
+                        older = null;
+                        // This batch may be written while the last batch's commit still runs when none of its
+                        // sources is a dest of that batch: a crash before that commit is durable applies the
+                        // last batch again, which needs its dests intact, and then this one (whose own dests
+                        // no write touches). Block 0 holds the header the commit writes: never under it.
+                        if (pending != null && (batchSources.overlaps(pendingDests) || batchSources.overlaps(0, bs / 512))) {
+                            await(pending);
+                            pending = null;
+                        }
                         batchBuf.flip();
                         for (int k = i; k >= lo; k--) {
                             LogEntry e = log.entry(k);
@@ -169,8 +185,9 @@ public final class Restore {
                             progress.progress("restore", done, summary.bytes());
                         }
                     } else {
+                        await(older);
                         await(pending);
-                        pending = null;
+                        older = pending = null;
                         LogEntry e = log.entry(i);
                         copyRange(e.destByte(), e.sourceByte(), e.sizeBytes(), batchBuf);
                         done += e.sizeBytes();
@@ -181,16 +198,28 @@ public final class Restore {
                     // On the commit thread, so that the next batch is read meanwhile.
                     log.setCount(lo);
                     ByteBuffer header = ByteBuffer.wrap(java.util.Arrays.copyOf(log.bytes(), 512));
+                    older = pending;
                     pending = committer.submit(() -> {
-                        dev.flush();
-                        dev.write(0, header);   // one atomic 512-byte write
-                        dev.flush();
+                        // After a failed commit no later header may be written: it would count that batch as done.
+                        if (commitFailed.get()) throw new IOException("an earlier batch's commit failed");
+                        try {
+                            dev.flush();
+                            dev.write(0, header);   // one atomic 512-byte write
+                            dev.flush();
+                        } catch (IOException | RuntimeException | Error e) {
+                            commitFailed.set(true);
+                            throw e;
+                        }
                         return null;
                     });
+                    IntervalSet t = pendingDests;
+                    pendingDests = batchDests;
+                    batchDests = t;
                     i = lo - 1;
                 }
+                await(older);
                 await(pending);
-                pending = null;
+                older = pending = null;
                 // Entry 0: block 0 gets the previous log block (or, for sequence 0, its original content).
                 LogEntry e0 = log.entry(0);
                 byte[] restored = LogChain.read(dev, e0.destByte(), bs);
@@ -216,6 +245,7 @@ public final class Restore {
         } finally {
             reads.close();
             // Never leave a flush running behind the caller (who closes the device next): wait for it.
+            if (older != null) awaitQuietly(older);
             if (pending != null) {
                 try {
                     awaitQuietly(pending);

@@ -8,6 +8,7 @@ import java.util.Random;
 import java.util.zip.CRC32;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotEquals;
 
 class BowCrcTest {
     @Test
@@ -77,5 +78,23 @@ class BowCrcTest {
             int c = r.nextInt();
             assertEquals(BowCrc.updateTable(c, new byte[n], 0, n), BowCrc.shift(c, n), "n " + n);
         }
+    }
+
+    @Test
+    void combineFoldsAPartChecksummedFromZero() {
+        Random r = new Random(Long.getLong("bow.test.seed", 11));
+        byte[] d = new byte[1 << 16];
+        r.nextBytes(d);
+        for (int k = 0; k < 50; k++) {
+            int seed = r.nextInt();
+            int split = r.nextInt(d.length + 1);
+            int whole = BowCrc.updateTable(seed, d, 0, d.length);
+            int a = BowCrc.update(seed, d, 0, split);
+            int b = BowCrc.update(0, d, split, d.length - split);
+            assertEquals(whole, BowCrc.combine(a, b, d.length - split), "seed " + seed + ", split " + split);
+        }
+        // A part that is not what follows gives another value.
+        int a = BowCrc.update(5, d, 0, 100);
+        assertNotEquals(BowCrc.updateTable(5, d, 0, 200), BowCrc.combine(a, BowCrc.update(0, d, 101, 100), 100));
     }
 }
