@@ -109,6 +109,25 @@ public final class PowerCutDevice implements BlockDevice {
 
     @Override
     public void flush() throws IOException {
+        flushThen(this::persistUpTo);
+    }
+
+    /**
+     * The write (one operation), then a flush of only the named ranges and the write's own (a
+     * second operation, counted as a flush, so {@link #armCrashAtFlush} and
+     * {@link #armCrashAfterOps} can cut between the two): the pending writes that had returned by
+     * then persist where they overlap those ranges, in issue order; the rest of each stays volatile,
+     * as a page cache keeps the pages a ranged sync did not name.
+     */
+    @Override
+    public void writeDurably(long offset, ByteBuffer src, long[] offsets, long[] lengths, int n) throws IOException {
+        long[][] ranges = merged(offsets, lengths, n, offset, src.remaining());
+        write(offset, src);
+        flushThen(seq -> persistRanges(seq, ranges));
+    }
+
+    /** One flush: counted, maybe the armed power cut, then (after the latency, if set) {@code persist} of the writes returned by its call. */
+    private void flushThen(java.util.function.LongConsumer persist) throws IOException {
         long upTo;
         long sleepMicros;
         synchronized (this) {
@@ -119,7 +138,7 @@ public final class PowerCutDevice implements BlockDevice {
             }
             flushes++;
             if (flushLatencyMicros == 0) {
-                persistUpTo(Long.MAX_VALUE);
+                persist.accept(Long.MAX_VALUE);
                 return;
             }
             upTo = nextSeq - 1;   // the writes that have returned by now
@@ -132,46 +151,7 @@ public final class PowerCutDevice implements BlockDevice {
         }
         synchronized (this) {
             checkAlive();   // power failed while it ran: the crash already decided what survived
-            persistUpTo(upTo);
-        }
-    }
-
-    /**
-     * The write (one operation), then a flush of only the named ranges and the write's own (a
-     * second operation, counted as a flush, so {@link #armCrashAtFlush} and
-     * {@link #armCrashAfterOps} can cut between the two): the pending writes that had returned by
-     * then persist where they overlap those ranges, in issue order; the rest of each stays volatile,
-     * as a page cache keeps the pages a ranged sync did not name.
-     */
-    @Override
-    public void writeDurably(long offset, ByteBuffer src, long[] offsets, long[] lengths, int n) throws IOException {
-        int len = src.remaining();
-        write(offset, src);
-        long[][] ranges = merged(offsets, lengths, n, offset, len);
-        long upTo;
-        long sleepMicros;
-        synchronized (this) {
-            tick();
-            if (crashAtFlush == flushes) {
-                crash(crashRandom);
-                throw new DeviceException(Errno.EIO, "simulated power cut at flush " + flushes);
-            }
-            flushes++;
-            if (flushLatencyMicros == 0) {
-                persistRanges(Long.MAX_VALUE, ranges);
-                return;
-            }
-            upTo = nextSeq - 1;
-            sleepMicros = (long) (latencyRandom.nextDouble() * flushLatencyMicros);
-        }
-        try {
-            Thread.sleep(sleepMicros / 1000, (int) (sleepMicros % 1000) * 1000);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-        }
-        synchronized (this) {
-            checkAlive();
-            persistRanges(upTo, ranges);
+            persist.accept(upTo);
         }
     }
 
