@@ -7,7 +7,8 @@ import com.sun.jna.Native;
 import com.sun.jna.Pointer;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.Test;
-import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 
 import java.nio.ByteBuffer;
 import java.nio.file.Path;
@@ -22,7 +23,21 @@ import static org.junit.jupiter.api.Assertions.*;
  */
 class FileBlockDeviceRangedSyncTest {
     static final int PAGE = 4096;
-    @TempDir Path dir;
+    private Path dir;
+
+    @BeforeEach
+    void makeDir() throws java.io.IOException {
+        Path target = Path.of(System.getProperty("user.dir"), "target");   // not /tmp: it may be tmpfs, whose pages stay "dirty"
+        java.nio.file.Files.createDirectories(target);
+        dir = java.nio.file.Files.createTempDirectory(target, "ranged-sync");
+    }
+
+    @AfterEach
+    void removeDir() throws java.io.IOException {
+        try (java.util.stream.Stream<Path> s = java.nio.file.Files.walk(dir)) {
+            for (Path p : s.sorted(java.util.Comparator.reverseOrder()).toList()) java.nio.file.Files.deleteIfExists(p);
+        }
+    }
 
     interface C extends Library {
         C INSTANCE = Native.load("c", C.class);

@@ -55,6 +55,15 @@ class LogCommitterTest {
 
     static LogEntry entry(int i) { return new LogEntry(8L * (100 + i), 8L * (200 + i), BS, 0); }
 
+    /** Waits until entry(i) is written at position i of the visible log block (staged, counted or not). */
+    static void awaitStaged(PowerCutDevice disk, int i, String what) throws InterruptedException {
+        long deadline = System.nanoTime() + T.toNanos();
+        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(i).destSector() != entry(i).destSector()) {
+            assertTrue(System.nanoTime() < deadline, what);
+            Thread.sleep(1);
+        }
+    }
+
     static long countOn(byte[] image) { return new LogBlock(java.util.Arrays.copyOf(image, BS)).count(); }
 
     @Test
@@ -69,11 +78,7 @@ class LogCommitterTest {
         assertTrue(f1.awaitArrived(T));
         Gate f2 = dev.arm(Op.FLUSH, Match.any());
         GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
-        long deadline = System.nanoTime() + T.toNanos();
-        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(2).destSector() != entry(2).destSector()) {
-            assertTrue(System.nanoTime() < deadline, "B's entry is written past the count while A's flush runs");
-            Thread.sleep(1);
-        }
+        awaitStaged(disk, 2, "B's entry is written past the count while A's flush runs");
         Thread.sleep(50);
         assertFalse(f2.hasArrived(), "no second flush while one is in flight");
         assertEquals(1, countOn(disk.liveImage()), "nothing counted yet");
@@ -106,11 +111,7 @@ class LogCommitterTest {
         GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
         assertTrue(copy.awaitArrived(T), "A's flush is about to write its copy of sector 0");
         GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
-        long deadline = System.nanoTime() + T.toNanos();
-        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(2).destSector() != entry(2).destSector()) {
-            assertTrue(System.nanoTime() < deadline, "B stages its entry while the copy is held");
-            Thread.sleep(1);
-        }
+        awaitStaged(disk, 2, "B stages its entry while the copy is held");
         copy.release();   // the copy without B's entry lands over B's staging
         a.join(T);
         b.join(T);
