@@ -140,16 +140,15 @@ LAST_STATUS=
 bowctl_cmd() { LAST_STATUS=; "$top/bin/bowctl" "$@" --control "$CTL"; }
 extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$EXTRA"; }
 
-# Every server meets the image in the same page-cache state: dropped, then read once in
-# order. What the cache holds matters more than the server here: 4k writes into large
-# folios (those of shred's big writes, or of a sequential read's read-ahead) cost several
+# Every server meets the image in the same page-cache state: all of it cached, in small
+# folios (bench/prime-cache.py). What the cache holds matters more than the server here:
+# 4k writes into large folios (those of shred's big writes, or of read-ahead) cost several
 # times writes into small ones (ext4 walks the folio's every block per write, under the
 # inode lock), and each peer used to inherit whatever the previous one left
 # (bench/RESULTS.md, "page-cache state").
 prime_cache() {
     sync "$IMG"
-    dd if="$IMG" iflag=nocache count=0 status=none   # posix_fadvise DONTNEED: the clean pages go
-    cat "$IMG" >/dev/null
+    /usr/bin/python3 "$here/prime-cache.py" "$IMG"
 }
 
 # Starts a server in the background and waits until it answers NBD on $SOCK.
