@@ -37,6 +37,8 @@ final class NbdConnection implements Runnable {
     private static final int BASE_ALLOCATION_ID = 1;
     private static final int KNOWN_COMMAND_FLAGS = CMD_FLAG_FUA | CMD_FLAG_NO_HOLE | CMD_FLAG_DF | CMD_FLAG_REQ_ONE;
     private static final int MAX_ERROR_MESSAGE = 1024;
+    /** The transmission phase's read-ahead buffer; payloads up to half of it are read through it. */
+    static final int READ_AHEAD = 64 << 10;
 
     final long id;
     private final NbdServer server;
@@ -67,6 +69,15 @@ final class NbdConnection implements Runnable {
     private boolean readingDone;
     /** Why reading stopped, when it was not a clean end; thrown from {@link #transmission()}. */
     private Throwable readFailure;
+    /**
+     * Transmission-phase input read ahead (read lock): bytes between position and limit were
+     * read and not yet taken. A client keeps many requests in flight, so one read often brings
+     * several, and most headers and small payloads cost no system call of their own. The
+     * handshake reads exact lengths from the socket, so it leaves nothing here.
+     */
+    private ByteBuffer in;
+    /** Set by {@link #stopReading()}: requests already read ahead are not taken either. */
+    private volatile boolean inputStopped;
     /** Threads started beyond the connection's own; guarded by the read lock. */
     private final List<Thread> helpers = new java.util.ArrayList<>();
 
@@ -176,6 +187,7 @@ final class NbdConnection implements Runnable {
 
     /** Stops taking requests; what is in flight still completes. */
     void stopReading() {
+        inputStopped = true;
         try {
             ch.shutdownInput();
         } catch (IOException e) {
@@ -409,6 +421,7 @@ final class NbdConnection implements Runnable {
         NbdServer.Options o = server.options;
         slots = new Semaphore(o.maxInFlightRequests);
         bytes = new Semaphore(o.maxInFlightBytes);
+        in = ByteBuffer.allocateDirect(READ_AHEAD).limit(0);
         serve();
         // Requests in flight finish and their replies go out before the socket closes.
         while (true) {
@@ -591,7 +604,7 @@ final class NbdConnection implements Runnable {
             log.debug("connection {}: {} rejected: {}", id, commandName(type), LogText.of(why));
             if (type == CMD_WRITE) {
                 enter(Phase.READING);
-                drain(length); // keep the stream in sync
+                drainRequest(length); // keep the stream in sync
             }
             return new Work(null, new Reply(errorReply(type, cookie, err, why), 0));
         }
@@ -603,7 +616,7 @@ final class NbdConnection implements Runnable {
                 // Read straight into the buffer the device write takes (direct up to 1 MiB).
                 payload = server.allocatePayload(held);
                 allocated = held;
-                readFully(payload);
+                readPayload(payload);
                 payload.flip();
             }
         } catch (IOException | RuntimeException | Error e) {
@@ -801,17 +814,57 @@ final class NbdConnection implements Runnable {
         }
     }
 
-    /** Reads a request header; false on a clean end of stream before its first byte. */
+    /** Reads a request header; false on a clean end of stream before its first byte (or once input stopped). */
     private boolean readHeader(ByteBuffer b) throws IOException {
-        while (b.hasRemaining()) {
-            int n = ch.read(b);
-            if (n < 0) {
-                if (b.position() == 0) return false;
+        if (inputStopped) return false;
+        if (in.hasRemaining()) enter(Phase.READING);   // the request's deadline starts
+        while (in.remaining() < b.remaining()) {
+            if (!fill()) {
+                if (!in.hasRemaining()) return false;
                 throw new EOFException();
             }
-            if (n > 0 && phase != Phase.READING) enter(Phase.READING);   // the request's deadline starts
+            if (phase != Phase.READING) enter(Phase.READING);
         }
+        take(b, b.remaining());
         return true;
+    }
+
+    /** Reads a request's payload: what was read ahead, then through the buffer if small, else straight in. */
+    private void readPayload(ByteBuffer b) throws IOException {
+        take(b, Math.min(in.remaining(), b.remaining()));
+        if (b.remaining() > READ_AHEAD / 2) {
+            readFully(b);
+            return;
+        }
+        while (b.hasRemaining()) {
+            if (!fill()) throw new EOFException();
+            take(b, Math.min(in.remaining(), b.remaining()));
+        }
+    }
+
+    /** Skips a refused write's payload: what was read ahead, then the rest from the socket. */
+    private void drainRequest(long n) throws IOException {
+        int skip = (int) Math.min(in.remaining(), n);
+        in.position(in.position() + skip);
+        if (n > skip) drain(n - skip);
+    }
+
+    /** Moves {@code n} read-ahead bytes into {@code b}. */
+    private void take(ByteBuffer b, int n) {
+        if (n == 0) return;
+        int at = in.position();
+        b.put(in.slice(at, n));
+        in.position(at + n);
+    }
+
+    /** One read into the read-ahead buffer (at least a byte); false at the end of the stream. */
+    private boolean fill() throws IOException {
+        in.compact();
+        try {
+            return ch.read(in) >= 0;
+        } finally {
+            in.flip();
+        }
     }
 
     private int readInt() throws IOException {

@@ -515,6 +515,68 @@ class NbdServerTest {
         }
     }
 
+    /**
+     * The server reads requests ahead, several per system call: requests sent in one burst,
+     * with payloads smaller and larger than its read-ahead buffer, refused writes whose
+     * payload it must skip within that buffer, and a header split across two sends, each
+     * get their own reply and leave the device as sent.
+     */
+    @Test
+    void requestsSentInOneBurstAreReadAheadAndStayInSync() throws Exception {
+        MemoryBlockDevice dev = start(new NbdServer.Options());
+        int[] sizes = {512, 4096, 100, 8192, NbdConnection.READ_AHEAD / 2 + 512, 4096, 3 * NbdConnection.READ_AHEAD, 1, 4096};
+        try (NbdTestClient c = NbdTestClient.open(sock, "", false)) {
+            java.io.ByteArrayOutputStream burst = new java.io.ByteArrayOutputStream();
+            byte[][] sent = new byte[sizes.length][];
+            long at = 0;
+            long[] offsets = new long[sizes.length];
+            for (int i = 0; i < sizes.length; i++) {
+                sent[i] = pattern(sizes[i], 300 + i);
+                offsets[i] = at;
+                burst.write(header(CMD_WRITE, i, at, sizes[i]));
+                burst.write(sent[i]);
+                // A refused write after each: its payload is skipped, not taken as a header
+                // (some longer than the read-ahead buffer: skipped there, then on the socket).
+                int refused = i % 3 == 0 ? 2 * NbdConnection.READ_AHEAD + 100 : 1024;
+                burst.write(header(CMD_WRITE, 100 + i, SIZE - 512, refused));
+                burst.write(pattern(refused, 900 + i));
+                at += sizes[i];
+            }
+            byte[] all = burst.toByteArray();
+            c.write(ByteBuffer.wrap(all));
+            // A header split over two sends, with a pause between.
+            byte[] h = header(CMD_READ, 999, 0, 4096);
+            c.write(ByteBuffer.wrap(h, 0, 11));
+            Thread.sleep(50);
+            c.write(ByteBuffer.wrap(h, 11, h.length - 11));
+            Map<Long, Integer> errors = new HashMap<>();
+            byte[] read = null;
+            for (int k = 0; k < 2 * sizes.length + 1; k++) {
+                NbdTestClient.Reply r = c.readReply(cookie -> cookie == 999 ? 4096 : 0);
+                if (r.cookie() == 999) {
+                    read = r.data();
+                } else {
+                    assertNull(errors.put(r.cookie(), r.error()), "a second reply for " + r.cookie());
+                }
+            }
+            for (int i = 0; i < sizes.length; i++) {
+                assertEquals(0, errors.get((long) i), "write " + i);
+                assertEquals(ENOSPC, errors.get(100L + i), "refused write " + i);
+                assertArrayEquals(sent[i], Arrays.copyOfRange(dev.snapshot(), (int) offsets[i], (int) offsets[i] + sizes[i]), "write " + i);
+            }
+            // The read may have run before the writes of its range landed: old or new bytes, whole.
+            assertNotNull(read);
+            assertEquals(0, c.call(0, CMD_FLUSH, 0, 0, null).error());
+            assertArrayEquals(Arrays.copyOfRange(dev.snapshot(), 0, 4096),
+                    NbdTestClient.readData(c.call(0, CMD_READ, 0, 4096, null)));
+        }
+    }
+
+    private static byte[] header(int type, long cookie, long offset, int length) {
+        return ByteBuffer.allocate(28).putInt(REQUEST_MAGIC).putShort((short) 0).putShort((short) type)
+                .putLong(cookie).putLong(offset).putInt(length).array();
+    }
+
     @Test
     void closeLetsRequestsInFlightFinishAndFlushes() throws Exception {
         byte[] init = pattern(65536, 14);
