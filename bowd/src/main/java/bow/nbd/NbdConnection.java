@@ -24,10 +24,11 @@ import static bow.nbd.NbdProtocol.*;
  * One client connection: the handshake, then the transmission phase. The
  * connection's own thread runs the handshake. In transmission, threads of the
  * connection (its own, and more started as requests overlap, up to the in-flight
- * limit) take turns at the read lock to read one request with its payload, then
- * each runs its request and sends the reply under the write lock (one whole
- * message in one gathering write), so replies of concurrent requests never
- * interleave on the wire and no request passes between threads.
+ * limit) take turns at the read lock to read one request with its payload (read
+ * ahead: one read often brings several), then each runs its request and queues
+ * the reply; the thread holding the write lock sends the queued replies (whole
+ * messages, several in one gathering write), so replies of concurrent requests
+ * never interleave on the wire and no request passes between threads.
  */
 final class NbdConnection implements Runnable {
     private static final Logger log = LoggerFactory.getLogger(NbdConnection.class);
@@ -63,8 +64,12 @@ final class NbdConnection implements Runnable {
     private volatile boolean broken;
     /** Taken by the one thread that reads the next request (header and payload). */
     private final ReentrantLock readLock = new ReentrantLock();
-    /** Taken to send one whole reply. */
+    /** Held by the thread sending replies (those in {@link #outbox}). */
     private final ReentrantLock writeLock = new ReentrantLock();
+    /** Replies waiting to be sent by the holder of the write lock. */
+    private final java.util.concurrent.ConcurrentLinkedQueue<Reply> outbox = new java.util.concurrent.ConcurrentLinkedQueue<>();
+    /** The most buffers one gathering write of replies takes (well under IOV_MAX). */
+    private static final int GATHER_BUFFERS = 64;
     /** Set under the read lock when the request stream ended (disconnect, EOF, violation, error). */
     private boolean readingDone;
     /** Why reading stopped, when it was not a clean end; thrown from {@link #transmission()}. */
@@ -735,25 +740,76 @@ final class NbdConnection implements Runnable {
         return new ByteBuffer[] {b};
     }
 
-    /** Sends one whole reply under the write lock, then its slot and bytes go back. */
+    /**
+     * Sends a reply: it is queued, and the thread that holds the write lock sends every reply
+     * queued, several in one gathering write. A thread that finds the lock taken leaves its
+     * reply to the holder, which looks at the queue again after it lets go, so the reply
+     * neither waits for the lock nor costs a system call of its own. Each reply's slot and
+     * bytes go back once it is out (or the connection broke).
+     */
     private void send(Reply r) {
-        writeLock.lock();
-        try {
-            if (!broken) writeFully(r.buffers());
-        } catch (IOException e) {
-            if (!broken) {
-                broken = true;
-                log.debug("connection {}: cannot send replies: {}", id, e.toString());
-                stopReading();
+        outbox.add(r);
+        while (!outbox.isEmpty() && writeLock.tryLock()) {
+            try {
+                sendQueued();
+            } finally {
+                writeLock.unlock();
             }
-        } finally {
-            writeLock.unlock();
-            bytes.release(r.bytesHeld());
-            server.releaseMemory(r.bytesHeld(), r.allocated());
-            server.recycle(r.pooled());
-            lastActive = System.nanoTime();
-            slots.release();
         }
+    }
+
+    /** Under the write lock: sends the queued replies, gathered up to {@link #GATHER_BUFFERS} buffers and one slice of bytes. */
+    private void sendQueued() {
+        List<Reply> batch = new java.util.ArrayList<>();
+        Reply r;
+        while ((r = outbox.poll()) != null) {
+            batch.clear();
+            batch.add(r);
+            int buffers = r.buffers().length;
+            long total = remaining(r.buffers());
+            Reply next;
+            while ((next = outbox.peek()) != null && buffers + next.buffers().length <= GATHER_BUFFERS
+                    && total + remaining(next.buffers()) <= NbdServer.IO_SLICE) {
+                batch.add(outbox.poll());
+                buffers += next.buffers().length;
+                total += remaining(next.buffers());
+            }
+            try {
+                if (!broken) {
+                    if (batch.size() == 1) {
+                        writeFully(r.buffers());
+                    } else {
+                        ByteBuffer[] all = new ByteBuffer[buffers];
+                        int k = 0;
+                        for (Reply b : batch) for (ByteBuffer x : b.buffers()) all[k++] = x;
+                        writeFully(all);
+                    }
+                }
+            } catch (IOException e) {
+                if (!broken) {
+                    broken = true;
+                    log.debug("connection {}: cannot send replies: {}", id, e.toString());
+                    stopReading();
+                }
+            } finally {
+                for (Reply b : batch) sent(b);
+            }
+        }
+    }
+
+    private static long remaining(ByteBuffer[] bs) {
+        long n = 0;
+        for (ByteBuffer b : bs) n += b.remaining();
+        return n;
+    }
+
+    /** A reply is out (or never will be): its slot and bytes go back. */
+    private void sent(Reply r) {
+        bytes.release(r.bytesHeld());
+        server.releaseMemory(r.bytesHeld(), r.allocated());
+        server.recycle(r.pooled());
+        lastActive = System.nanoTime();
+        slots.release();
     }
 
     // ---------------------------------------------------------------- raw I/O

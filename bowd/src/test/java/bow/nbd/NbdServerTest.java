@@ -476,6 +476,43 @@ class NbdServerTest {
         }
     }
 
+    /**
+     * Replies are queued and sent by the thread holding the write lock: a reply that comes
+     * while another is stuck on the wire (the client not reading) is left to that sender,
+     * whose thread must send it too once the wire moves, with nobody else left to do it.
+     */
+    @Test
+    @org.junit.jupiter.api.Timeout(30)
+    void aReplyQueuedBehindAStuckOneIsSentByItsSender() throws Exception {
+        byte[] init = pattern(SIZE, 17);
+        AtomicInteger reads = new AtomicInteger();
+        MemoryBlockDevice mem = new MemoryBlockDevice(SIZE);
+        mem.write(0, ByteBuffer.wrap(init));
+        BlockDevice dev = new ForwardingDevice(mem) {
+            @Override public void read(long offset, ByteBuffer dst) throws IOException {
+                super.read(offset, dst);
+                reads.incrementAndGet();
+            }
+        };
+        start(Map.of("", dev), new NbdServer.Options());
+        try (NbdTestClient c = NbdTestClient.open(sock, "", false)) {
+            int big = 4 << 20;   // far more than the socket buffers: its reply blocks until the client reads
+            c.request(0, CMD_READ, 1, 0, big, null);
+            waitFor(() -> reads.get() >= 1);
+            c.request(0, CMD_READ, 2, big, 4096, null);
+            waitFor(() -> reads.get() >= 2);
+            Thread.sleep(100);   // the second reply is queued (its thread found the lock taken) or waits
+            Map<Long, byte[]> got = new HashMap<>();
+            for (int k = 0; k < 2; k++) {
+                NbdTestClient.Reply r = c.readReply(cookie -> cookie == 1 ? big : 4096);
+                assertEquals(0, r.error());
+                got.put(r.cookie(), r.data());
+            }
+            assertArrayEquals(Arrays.copyOf(init, big), got.get(1L));
+            assertArrayEquals(Arrays.copyOfRange(init, big, big + 4096), got.get(2L));
+        }
+    }
+
     @Test
     void manyPipelinedRequestsGetTheirOwnReplies() throws Exception {
         MemoryBlockDevice dev = start(new NbdServer.Options().maxInFlightRequests(4));
