@@ -774,17 +774,14 @@ final class NbdConnection implements Runnable {
                 buffers += next.buffers().length;
                 total += remaining(next.buffers());
             }
+            ByteBuffer[] all = r.buffers();
+            if (batch.size() > 1) {
+                all = new ByteBuffer[buffers];
+                int k = 0;
+                for (Reply b : batch) for (ByteBuffer x : b.buffers()) all[k++] = x;
+            }
             try {
-                if (!broken) {
-                    if (batch.size() == 1) {
-                        writeFully(r.buffers());
-                    } else {
-                        ByteBuffer[] all = new ByteBuffer[buffers];
-                        int k = 0;
-                        for (Reply b : batch) for (ByteBuffer x : b.buffers()) all[k++] = x;
-                        writeFully(all);
-                    }
-                }
+                if (!broken) writeFully(all);
             } catch (IOException e) {
                 if (!broken) {
                     broken = true;
