@@ -17,7 +17,7 @@ for srv in "$@"; do
         nbdkit -f -U "$SOCK" file "$IMG" &
     else
         # shellcheck disable=SC2086  # JOPTS: a list of JVM options
-        java -Xmx128m -Djdk.nio.maxCachedBufferSize=1048576 ${JOPTS:-} -cp "$srv/*" bow.daemon.Bowd \
+        java -Xmx128m -Djdk.nio.maxCachedBufferSize=1048576 -XX:FreqInlineSize=100 -XX:InlineSmallCode=1000 ${JOPTS:-} -cp "$srv/*" bow.daemon.Bowd \
             --socket "$SOCK" --control "$CTL" --mode bow --device "$IMG" --block-size 4096 >"$D/srv.log" 2>&1 &
     fi
     P=$!
