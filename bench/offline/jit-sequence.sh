@@ -47,5 +47,4 @@ run warm-up --runtime="$WU" --time_based
 [ "${PERSISTENT:-}" = 1 ] && "$top/bin/bowctl" checkpoint start --control "$CTL" >/dev/null
 for i in $(seq "$RUNS"); do run "run$i" --runtime=60; done
 "$top/bin/bowctl" shutdown --control "$CTL" >/dev/null || true
-for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-pid=
+for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done   # still there: cleanup stops it

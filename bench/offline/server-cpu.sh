@@ -9,6 +9,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 IMG=${IMG:?IMG=path of a scratch image of at least 256 MiB}
 D=$(mktemp -d); SOCK=$D/nbd.sock; CTL=$D/ctl.sock
 trap 'rm -rf "$D"' EXIT
+# bin/bowd's JVM options, read from it: the builds compared run as the launcher runs them.
+BOWD_OPTS=$(sed -n 's/^opts="\(.*\)"$/\1/p' "$here/../bin/bowd")
+[ -n "$BOWD_OPTS" ] || { echo "server-cpu.sh: no opts= line in bin/bowd" >&2; exit 1; }
 tick() { awk '{print ($14 + $15) * 10}' "/proc/$1/stat"; }
 for srv in "$@"; do
     sync "$IMG"; /usr/bin/python3 "$here/prime-cache.py" "$IMG"
@@ -16,8 +19,8 @@ for srv in "$@"; do
     if [ "$srv" = nbdkit ]; then
         nbdkit -f -U "$SOCK" file "$IMG" &
     else
-        # shellcheck disable=SC2086  # JOPTS: a list of JVM options
-        java -Xmx128m -Djdk.nio.maxCachedBufferSize=1048576 -XX:FreqInlineSize=100 -XX:InlineSmallCode=1000 ${JOPTS:-} -cp "$srv/*" bow.daemon.Bowd \
+        # shellcheck disable=SC2086  # BOWD_OPTS, JOPTS: lists of JVM options
+        java $BOWD_OPTS ${JOPTS:-} -cp "$srv/*" bow.daemon.Bowd \
             --socket "$SOCK" --control "$CTL" --mode bow --device "$IMG" --block-size 4096 >"$D/srv.log" 2>&1 &
     fi
     P=$!
