@@ -20,11 +20,23 @@ final class BlockRedirects {
     private long[] values;
     private int size;
 
+    /** The most slots a size hint reserves (32 MiB of arrays); past it the table grows as it fills. */
+    static final int MAX_HINT_SLOTS = 1 << 21;
+
     BlockRedirects() {
-        keys = new long[64];
-        values = new long[64];
+        this(0);
+    }
+
+    /** Room for about {@code expectedBlocks} without growing (bounded by {@link #MAX_HINT_SLOTS}). */
+    BlockRedirects(long expectedBlocks) {
+        int slots = 64;
+        while (slots < MAX_HINT_SLOTS && slots / 4 * 3 <= expectedBlocks) slots <<= 1;   // load 3/4 at most
+        keys = new long[slots];
+        values = new long[slots];
         Arrays.fill(keys, EMPTY);
     }
+
+    int slots() { return keys.length; }
 
     int size() { return size; }
 

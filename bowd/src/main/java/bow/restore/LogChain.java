@@ -149,7 +149,7 @@ public final class LogChain {
         boolean restoring = log.magic() == LogBlock.MAGIC_RESTORING;
         long newest = log.sequence();
         long sector0 = log.sector0();
-        BlockRedirects redirects = new BlockRedirects();
+        BlockRedirects redirects = new BlockRedirects(expectedBlocks(log, bs));
         long physical = 0;
         long sequences = 0, entries = 0, bytes = 0;
         try (RunChecksums sums = new RunChecksums(dev)) {
@@ -205,6 +205,19 @@ public final class LogChain {
             }
         }
         return new Summary(bs, newest, restoring, sequences, entries, bytes, sector0);
+    }
+
+    /**
+     * About how many blocks the whole chain backs up: the newest block's, plus as many per older
+     * (full) block as the newest averages per entry. Only a size hint for the redirects, which
+     * otherwise rehash some twenty times on their way to a large checkpoint's million blocks.
+     */
+    static long expectedBlocks(LogBlock newest, int bs) {
+        long count = newest.count(), blocks = 0;
+        for (int i = 0; i < count; i++) blocks += newest.entry(i).sizeBytes() / bs;
+        if (count == 0) return 0;
+        double perEntry = (double) blocks / count;
+        return blocks + (long) Math.min(1e12, newest.sequence() * (double) LogBlock.capacity(bs) * perEntry);
     }
 
     /**

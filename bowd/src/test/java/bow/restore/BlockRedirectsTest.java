@@ -45,4 +45,17 @@ class BlockRedirectsTest {
         assertEquals(n, r.size());
         assertEquals(2L * n, r.resolve(2L * n));   // never put: itself
     }
+
+    @Test
+    void aSizeHintReservesRoomButNeverMoreThanItsBound() {
+        BlockRedirects hinted = new BlockRedirects(100_000);
+        int slots = hinted.slots();
+        for (long b = 0; b < 100_000; b++) hinted.put(b, b + 1);
+        assertEquals(slots, hinted.slots(), "grew although the hint covered every block");
+        assertEquals(BlockRedirects.MAX_HINT_SLOTS, new BlockRedirects(Long.MAX_VALUE / 2).slots());
+        assertEquals(64, new BlockRedirects(0).slots());
+        BlockRedirects small = new BlockRedirects(10);
+        for (long b = 0; b < 5_000; b++) small.put(b * 7, b);
+        for (long b = 0; b < 5_000; b++) assertEquals(b, small.resolve(b * 7));
+    }
 }
