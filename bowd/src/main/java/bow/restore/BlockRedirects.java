@@ -10,7 +10,7 @@ import java.util.Arrays;
  *
  * <p>Entries back up runs of blocks, so the slot keeps a block's place within its group of
  * {@link #GROUP}: a run's blocks sit side by side, a cache line for eight of them, not a cache
- * miss each (a 4 GiB checkpoint's dry run spent a third of its CPU time in those misses).
+ * miss each (a 4 GiB checkpoint's verify spent a fifth of its CPU time in those misses).
  */
 final class BlockRedirects {
     private static final long EMPTY = -1;
@@ -20,8 +20,12 @@ final class BlockRedirects {
     private long[] values;
     private int size;
 
-    /** The most slots a size hint reserves (32 MiB of arrays); past it the table grows as it fills. */
-    static final int MAX_HINT_SLOTS = 1 << 21;
+    /**
+     * The most slots a size hint reserves: 2M (32 MiB of arrays), and no more than an eighth of
+     * the heap; past it the table grows as it fills, as it would without a hint.
+     */
+    static final int MAX_HINT_SLOTS = (int) Math.max(64, Math.min(1 << 21,
+            Long.highestOneBit(Runtime.getRuntime().maxMemory() / 8 / 16)));
 
     BlockRedirects() {
         this(0);
