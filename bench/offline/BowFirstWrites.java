@@ -30,9 +30,12 @@ public class BowFirstWrites {
         byte[] fill = new byte[1 << 20];
         new Random(1).nextBytes(fill);
         try (var ch = java.nio.channels.FileChannel.open(img, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
-            for (long p = 0; p < size; p += fill.length) ch.write(ByteBuffer.wrap(fill), p);
+            // 4k writes: pages cached in small folios, as bench/run.sh primes its image (large ones
+            // make every 4k buffered write walk its whole folio: bench/RESULTS.md, "page-cache state").
+            for (long p = 0; p < size; p += 4096) ch.write(ByteBuffer.wrap(fill, (int) (p % fill.length), 4096), p);
             ch.force(true);
         }
+        primeCache(img);
         CountingDevice dev = new CountingDevice(FileBlockDevice.open(img, false));
         BowEngine e = BowEngine.open(dev, "bfw", bs);
         e.discard(size / 2, size / 2);
@@ -82,5 +85,16 @@ public class BowFirstWrites {
         }
         for (Thread th : ts) th.join();
         return System.nanoTime() - t0;
+    }
+
+    /** Re-reads the file into the page cache in small folios with bench/prime-cache.py (run from the tree's top). */
+    static void primeCache(Path file) throws Exception {
+        Path script = Path.of("bench/prime-cache.py");
+        if (!Files.exists(script)) {
+            System.err.println("no bench/prime-cache.py here (run from the tree's top): page cache left as it is");
+            return;
+        }
+        Process p = new ProcessBuilder("/usr/bin/python3", script.toString(), file.toString()).inheritIO().start();
+        if (p.waitFor() != 0) throw new IllegalStateException("prime-cache.py failed on " + file);
     }
 }

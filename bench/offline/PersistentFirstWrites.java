@@ -33,9 +33,12 @@ public class PersistentFirstWrites {
         byte[] fill = new byte[1 << 20];
         new Random(1).nextBytes(fill);
         if (!Files.exists(o) || Files.size(o) != size) try (var ch = java.nio.channels.FileChannel.open(o, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE)) {
-            for (long p = 0; p < size; p += fill.length) ch.write(ByteBuffer.wrap(fill), p);
+            // 4k writes: pages cached in small folios, as bench/run.sh primes its image (large ones
+            // make every 4k buffered write walk its whole folio: bench/RESULTS.md, "page-cache state").
+            for (long p = 0; p < size; p += 4096) ch.write(ByteBuffer.wrap(fill, (int) (p % fill.length), 4096), p);
             ch.force(true);
         }
+        primeCache(o);
         FileBlockDevice.createSparse(c, PersistentFormat.cowBytesFor(size / cb, cs));
         CountingDevice origin = new CountingDevice(FileBlockDevice.open(o, false));
         CountingDevice cow = new CountingDevice(FileBlockDevice.open(c, false));
@@ -91,5 +94,16 @@ public class PersistentFirstWrites {
         for (Thread th : ts) th.join();
         next.set(finished.get());
         return System.nanoTime() - t0;
+    }
+
+    /** Re-reads the file into the page cache in small folios with bench/prime-cache.py (run from the tree's top). */
+    static void primeCache(Path file) throws Exception {
+        Path script = Path.of("bench/prime-cache.py");
+        if (!Files.exists(script)) {
+            System.err.println("no bench/prime-cache.py here (run from the tree's top): page cache left as it is");
+            return;
+        }
+        Process p = new ProcessBuilder("/usr/bin/python3", script.toString(), file.toString()).inheritIO().start();
+        if (p.waitFor() != 0) throw new IllegalStateException("prime-cache.py failed on " + file);
     }
 }

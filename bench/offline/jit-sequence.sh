@@ -4,8 +4,10 @@
 # qd16 over 256 MiB, end fsync). Per run: IOPS, mean completion latency, bowd's CPU and the
 # CPU its JIT compiler threads used in it. With PERSISTENT=1: persistent mode on a fresh COW,
 # checkpoint started after the warm-up, so the first run is the first-write pass and the
-# others rewrite its blocks. JOPTS: extra JVM options for bowd (they win over bin/bowd's).
-# Usage: IMG=/var/tmp/img [RUNS=4] [WU=3] [PERSISTENT=1] [JOPTS=...] bench/offline/jit-sequence.sh
+# others rewrite its blocks. With BOWFW=1: bow mode, [256 MiB, end) trimmed and the checkpoint
+# started after the warm-up, the same way (IMG of at least 600 MiB: the backups go there).
+# JOPTS: extra JVM options for bowd (they win over bin/bowd's).
+# Usage: IMG=/var/tmp/img [RUNS=4] [WU=3] [PERSISTENT=1 | BOWFW=1] [JOPTS=...] bench/offline/jit-sequence.sh
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 IMG=${IMG:?IMG=path of a scratch image of at least 256 MiB (copied, not changed)}
@@ -45,6 +47,11 @@ run() {
 }
 run warm-up --runtime="$WU" --time_based
 [ "${PERSISTENT:-}" = 1 ] && "$top/bin/bowctl" checkpoint start --control "$CTL" >/dev/null
+if [ "${BOWFW:-}" = 1 ]; then
+    sz=$(stat -c %s "$D/disk.img")
+    "$top/bin/bowctl" trim --offset $((256 << 20)) --length $((sz - (256 << 20))) --control "$CTL" >/dev/null
+    "$top/bin/bowctl" checkpoint start --control "$CTL" >/dev/null
+fi
 for i in $(seq "$RUNS"); do run "run$i" --runtime=60; done
 "$top/bin/bowctl" shutdown --control "$CTL" >/dev/null || true
 for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done   # still there: cleanup stops it
