@@ -12,6 +12,10 @@ set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 IMG=${IMG:?IMG=path of a scratch image of at least 256 MiB (copied, not changed)}
 RUNS=${RUNS:-4} WU=${WU:-3}
+if [ "${BOWFW:-}" = 1 ] && [ "$(stat -c %s "$IMG")" -lt $((600 << 20)) ]; then
+    echo "jit-sequence: BOWFW=1 needs an IMG of at least 600 MiB (the backups of 256 MiB of first writes go past 256 MiB)" >&2
+    exit 1
+fi
 D=$(mktemp -d "${TMPDIR:-/var/tmp}/jitseq.XXXXXX")
 SOCK=$D/nbd.sock CTL=$D/ctl.sock URI="nbd+unix:///?socket=$D/nbd.sock"
 pid=
