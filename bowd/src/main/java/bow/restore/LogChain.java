@@ -214,8 +214,8 @@ public final class LogChain {
      */
     static long expectedBlocks(LogBlock newest, int bs) {
         long count = newest.count(), blocks = 0;
-        for (int i = 0; i < count; i++) blocks += newest.entry(i).sizeBytes() / bs;
         if (count == 0) return 0;
+        for (int i = 0; i < count; i++) blocks += newest.entry(i).sizeBytes() / bs;
         double perEntry = (double) blocks / count;
         return blocks + (long) Math.min(1e12, newest.sequence() * (double) LogBlock.capacity(bs) * perEntry);
     }
