@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Makes $LVW/verify.img (default /var/tmp/lvw): the bench's `log verify` state, as bench/run.sh's
 # log verify step builds it (own sparse image, VERIFY bytes of 1M first writes qd8 after a checkpoint).
-# VERIFY=1G by default (the bench: 4G, quick mode 256M).
+# VERIFY=1G by default (the bench: 4G, quick mode 256M); bytes, or with a K/M/G suffix.
 set -euo pipefail
 top=${TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 W=${LVW:-/var/tmp/lvw}; mkdir -p "$W"
-VERIFY=${VERIFY:-$((1 << 30))}
+VERIFY=$(numfmt --from=iec "${VERIFY:-1G}") || { echo "lv-setup: VERIFY must be bytes or a size such as 4G" >&2; exit 2; }
 VIMG=$W/verify.img; SOCK=$W/nbd.sock; CTL=$W/ctl.sock
 rm -f "$VIMG" "$SOCK" "$CTL"
 truncate -s $((2 * VERIFY + (64 << 20))) "$VIMG"
