@@ -18,9 +18,9 @@ import java.util.concurrent.locks.ReentrantLock;
  * Appends backup entries to the log in block 0, durable before the caller returns,
  * with flushes shared by every writer they cover, one in flight at a time.
  *
- * <p>A writer, under the lock: <em>stages</em> its entries (puts them into the log block
- * past the header's count and writes the sectors they are in: bytes past the count are
- * not part of the log, so writing them early is harmless) and takes the next ticket. Then,
+ * <p>A writer, under the lock: <em>stages</em> its entries (puts them into the in-memory log
+ * block past the header's count: bytes past the count are not part of the log, so the next
+ * flush may write them before any header counts them) and takes the next ticket. Then,
  * until a header that counts its ticket is on stable storage, it either waits for the flush
  * in flight or starts one itself (outside the lock).
  * A flush started after ticket t was staged makes t <em>eligible</em> (its backup copies,
@@ -28,12 +28,13 @@ import java.util.concurrent.locks.ReentrantLock;
  * rewritten (sector 0, one atomic sector) to count every eligible ticket and to carry
  * the newest sector0 among them, and a flush started after that write makes them durable.
  *
- * <p>A flush is ranged ({@link BlockDevice#writeDurably}): it rewrites sector 0 as it stands
- * when the flush starts and makes durable only that and what the tickets it makes eligible
- * name (their backups' destinations, the block a new sector0 points at, the log block's
- * tail), not the client's data writes, which a full flush would write back too (most of
- * its cost, bench/RESULTS.md). Two flushes in flight could land their sector-0 copies out
- * of order, a header moving backwards under a writer already released: hence one.
+ * <p>A flush is ranged ({@link BlockDevice#writeDurably}): it rewrites the log block as it
+ * stands when the flush starts (header and staged entries; written once per flush, not once
+ * per writer) and makes durable only that and what the tickets it makes eligible name (their
+ * backups' destinations, the block a new sector0 points at), not the client's data writes,
+ * which a full flush would write back too (most of its cost, bench/RESULTS.md). Two flushes
+ * in flight could land their sector-0 copies out of order, a header moving backwards under a
+ * writer already released: hence one.
  *
  * <p>The invariant, at every crash point: the header on disk never counts an entry, nor
  * names a sector0, whose backup data and log bytes were not on stable storage before that
@@ -155,12 +156,12 @@ final class LogCommitter {
         if (f != null) throw new DeviceException(Errno.EIO, "checkpoint log write failed earlier: " + f.getMessage(), f);
     }
 
-    /** Puts entries past the count and writes the sectors they touch; under the lock. */
+    /** Puts entries past the count, in memory only; under the lock. */
     private long stage(List<LogEntry> entries, long sector0) throws IOException {
         int from = staged;
         long bytes = 0;
         // What the flush must make durable besides sector 0: the backups, the new sector0's block, the tail.
-        long[] ranges = new long[2 * entries.size() + 4];
+        long[] ranges = new long[2 * entries.size() + 2];
         int r = 0;
         try {
             for (LogEntry e : entries) {
@@ -173,17 +174,7 @@ final class LogCommitter {
                 ranges[r++] = sector0 * SECTOR;
                 ranges[r++] = bs;
             }
-            if (!entries.isEmpty()) {
-                // Sector 0 also carries the header, always with values already safe on disk.
-                if (LogBlock.HEADER_SIZE + from * LogBlock.ENTRY_SIZE < SECTOR) {
-                    dev.write(0, ByteBuffer.wrap(log.bytes(), 0, SECTOR));
-                }
-                if (bs > SECTOR && LogBlock.HEADER_SIZE + staged * LogBlock.ENTRY_SIZE > SECTOR) {
-                    dev.write(SECTOR, ByteBuffer.wrap(log.bytes(), SECTOR, bs - SECTOR));
-                    ranges[r++] = SECTOR;
-                    ranges[r++] = bs - SECTOR;
-                }
-            }
+            // The entries reach the device with the next flight, which writes the whole log block.
         } catch (Throwable t) {
             throw fail(t);
         }
@@ -277,7 +268,10 @@ final class LogCommitter {
     private void flushUnlocked() throws IOException {
         Flight f = new Flight(stagedTicket, countedTicket);
         flight = f;
-        byte[] sector = java.util.Arrays.copyOf(log.bytes(), SECTOR);
+        // The whole block as it stands: the header (counting only what is already safe) and every
+        // entry staged so far. Its entries past the count are not part of the log until a later
+        // header counts them, so the block may land torn; sector 0 is one atomic sector.
+        byte[] block = log.bytes().clone();
         int n = 0;
         for (Staged st : uncounted) if (st.ticket() > eligibleTicket) n += st.ranges().length / 2;
         long[] offsets = new long[n], lengths = new long[n];
@@ -293,7 +287,7 @@ final class LogCommitter {
         long t0 = System.nanoTime();
         lock.unlock();
         try {
-            dev.writeDurably(0, ByteBuffer.wrap(sector), offsets, lengths, n);
+            dev.writeDurably(0, ByteBuffer.wrap(block), offsets, lengths, n);
         } catch (Throwable t) {
             error = t;
         } finally {
@@ -353,6 +347,16 @@ final class LogCommitter {
             backedUpBytes += bs;
         } finally {
             a.release().run();   // the copy is in the log (or the log is dead): others may use the block
+        }
+    }
+
+    /** Tickets staged so far (tests: a writer's entries are in the log block, counted or not). */
+    long stagedTickets() {
+        lock.lock();
+        try {
+            return stagedTicket;
+        } finally {
+            lock.unlock();
         }
     }
 

@@ -55,13 +55,17 @@ class LogCommitterTest {
 
     static LogEntry entry(int i) { return new LogEntry(8L * (100 + i), 8L * (200 + i), BS, 0); }
 
-    /** Waits until entry(i) is written at position i of the visible log block (staged, counted or not). */
-    static void awaitStaged(PowerCutDevice disk, int i, String what) throws InterruptedException {
+    /** Waits until the committer has staged {@code n} tickets (in memory: staging writes nothing). */
+    static void awaitTickets(LogCommitter c, long n, String what) throws InterruptedException {
         long deadline = System.nanoTime() + T.toNanos();
-        while (new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(i).destSector() != entry(i).destSector()) {
+        while (c.stagedTickets() < n) {
             assertTrue(System.nanoTime() < deadline, what);
             Thread.sleep(1);
         }
+    }
+
+    static LogEntry liveEntry(PowerCutDevice disk, int i) {
+        return new LogBlock(java.util.Arrays.copyOf(disk.liveImage(), BS)).entry(i);
     }
 
     static long countOn(byte[] image) { return new LogBlock(java.util.Arrays.copyOf(image, BS)).count(); }
@@ -78,14 +82,17 @@ class LogCommitterTest {
         assertTrue(f1.awaitArrived(T));
         Gate f2 = dev.arm(Op.FLUSH, Match.any());
         GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
-        awaitStaged(disk, 2, "B's entry is written past the count while A's flush runs");
+        awaitTickets(c, 2, "B stages its entry at once while A's flush runs");
         Thread.sleep(50);
         assertFalse(f2.hasArrived(), "no second flush while one is in flight");
         assertEquals(1, countOn(disk.liveImage()), "nothing counted yet");
+        assertNotEquals(entry(2).destSector(), liveEntry(disk, 2).destSector(),
+                "staging writes nothing: B's entry waits for the next flight's write of the block");
 
         f1.release();   // A eligible: the header counting A is written, and the next flush carries B's staging too
         assertTrue(f2.awaitArrived(T));
         assertEquals(2, countOn(disk.liveImage()), "the header counts A, not B (B was staged after F1 began)");
+        assertEquals(entry(2).destSector(), liveEntry(disk, 2).destSector(), "F2's write of the block carries B's entry");
         assertFalse(a.isDone(), "A waits for the flush after its header");
         f2.release();
         a.join(T);
@@ -94,25 +101,25 @@ class LogCommitterTest {
     }
 
     /**
-     * A flush rewrites sector 0 as it was when the flush started. Held just before that
-     * write, a writer stages its entry into sector 0 meanwhile; the stale copy then lands
-     * over it. The writer must still return only once a durable log holds its entry.
+     * A flush writes the log block as it was when the flush started. Held just before that
+     * write, a writer stages its entry meanwhile (into the block in memory); the copy then
+     * lands without it. The writer must still return only once a durable log holds its entry.
      */
     @Test
-    void aFlushsStaleSectorZeroCopyLandingAfterALaterStagingLosesNothing() throws Exception {
+    void aFlushsStaleBlockCopyLandingAfterALaterStagingLosesNothing() throws Exception {
         Rig rig = rig();
         PowerCutDevice disk = rig.disk();
         GateDevice dev = rig.dev();
         LogCommitter c = rig.c();
 
         java.util.concurrent.atomic.AtomicInteger writesAt0 = new java.util.concurrent.atomic.AtomicInteger();
-        // The first write of sector 0 is A's staging, the second the flush's copy.
-        Gate copy = dev.arm(Op.WRITE, Phase.BEFORE, (o, l) -> o == 0 && writesAt0.incrementAndGet() == 2, 1);
+        // Staging writes nothing: the first write of block 0 is the flush's copy.
+        Gate copy = dev.arm(Op.WRITE, Phase.BEFORE, (o, l) -> o == 0 && writesAt0.incrementAndGet() == 1, 1);
         GateDevice.Request a = GateDevice.start("A", () -> c.commit(List.of(entry(1)), -1));
-        assertTrue(copy.awaitArrived(T), "A's flush is about to write its copy of sector 0");
+        assertTrue(copy.awaitArrived(T), "A's flush is about to write its copy of the log block");
         GateDevice.Request b = GateDevice.start("B", () -> c.commit(List.of(entry(2)), -1));
-        awaitStaged(disk, 2, "B stages its entry while the copy is held");
-        copy.release();   // the copy without B's entry lands over B's staging
+        awaitTickets(c, 2, "B stages its entry while the copy is held");
+        copy.release();   // the copy without B's entry lands
         a.join(T);
         b.join(T);
         LogBlock durable = new LogBlock(java.util.Arrays.copyOf(disk.durableImage(), BS));
