@@ -19,7 +19,8 @@ fi
 D=$(mktemp -d "${TMPDIR:-/var/tmp}/jitseq.XXXXXX")
 SOCK=$D/nbd.sock CTL=$D/ctl.sock URI="nbd+unix:///?socket=$D/nbd.sock"
 pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$D"; }
+# Not "[ -n $pid ] && kill": under set -e, a failed kill (bowd already stopped) ended the trap before the rm.
+cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$D"; }
 trap cleanup EXIT
 cp --reflink=never "$IMG" "$D/disk.img"
 sync "$D/disk.img"; /usr/bin/python3 "$top/bench/prime-cache.py" "$D/disk.img"
