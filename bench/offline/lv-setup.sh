@@ -11,7 +11,7 @@ rm -f "$VIMG" "$SOCK" "$CTL"
 truncate -s $((2 * VERIFY + (64 << 20))) "$VIMG"
 "$top/bin/bowd" --socket "$SOCK" --control "$CTL" --mode bow --device "$VIMG" --block-size 4096 >"$W/bowd.log" 2>&1 &
 pid=$!
-for i in $(seq 300); do [ -S "$SOCK" ] && nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 300); do [ -S "$SOCK" ] && nbdinfo --size "nbd+unix:///?socket=$SOCK" >/dev/null 2>&1 && break; sleep 0.1; done
 c() { "$top/bin/bowctl" "$@" --control "$CTL"; }
 c trim --offset "$VERIFY" --length $((VERIFY + (64 << 20))) >/dev/null
 c checkpoint start >/dev/null
