@@ -56,7 +56,8 @@ public final class PersistentStore {
     private int currentCommitted;
 
     private final ReentrantLock commitLock = new ReentrantLock();
-    private final Condition commitDone = commitLock.newCondition();
+    /** Signalled when a waiting writer should look again: its batch is done, or it may become the committer. */
+    private Condition newWaitCondition() { return commitLock.newCondition(); }
     private final ArrayDeque<Batch> queue = new ArrayDeque<>();   // guarded by commitLock: copies written, not known durable
     private final ArrayDeque<Batch> ready = new ArrayDeque<>();   // guarded by commitLock: copies durable, in no area yet
     private boolean committerActive;                              // guarded by commitLock
@@ -66,12 +67,19 @@ public final class PersistentStore {
     private long lastFlushNanos;                                  // guarded by commitLock
     private final java.util.concurrent.atomic.AtomicLong roundFlushes = new java.util.concurrent.atomic.AtomicLong();
 
+    /**
+     * One writer's exceptions. Each has its own condition, so that the end of a round wakes only
+     * the writers it released, and a committer that leaves wakes one writer to take over: at
+     * queue depth 64 a shared signalAll woke every waiting writer at each round, and the
+     * committer queued for the lock behind them (bench/RESULTS.md, "seventh session").
+     */
     private static final class Batch {
         final long[] olds, news;
         final int n;
+        final Condition wake;
         boolean done;
         IOException error;
-        Batch(long[] olds, long[] news, int n) { this.olds = olds; this.news = news; this.n = n; }
+        Batch(long[] olds, long[] news, int n, Condition wake) { this.olds = olds; this.news = news; this.n = n; this.wake = wake; }
     }
 
     private PersistentStore(BlockDevice cow, int chunkSectors, boolean valid) {
@@ -323,7 +331,7 @@ public final class PersistentStore {
      */
     public void commit(long[] olds, long[] news, int n) throws IOException {
         if (n == 0) return;
-        Batch mine = new Batch(olds, news, n);
+        Batch mine = new Batch(olds, news, n, newWaitCondition());
         boolean interrupted = false;
         commitLock.lock();
         try {
@@ -331,7 +339,7 @@ public final class PersistentStore {
             if (lingering) queued.signal();
             while (!mine.done) {
                 if (committerActive) {
-                    commitDone.awaitUninterruptibly();
+                    mine.wake.awaitUninterruptibly();
                     continue;
                 }
                 committerActive = true;
@@ -341,7 +349,7 @@ public final class PersistentStore {
                     // Given back whatever happened, or every later commit would wait forever; the
                     // next waiter whose batch is not committed yet takes over.
                     committerActive = false;
-                    commitDone.signalAll();
+                    handOver();
                 }
             }
         } finally {
@@ -403,12 +411,25 @@ public final class PersistentStore {
                     }
                 }
             }
-            for (Batch b : writing) b.done = true;
+            for (Batch b : writing) {
+                b.done = true;
+                b.wake.signal();
+            }
             lastReleased = writing.size();
             ready.addAll(copying);
-            if (!writing.isEmpty()) commitDone.signalAll();
         }
         return interrupted;
+    }
+
+    /**
+     * The committer leaves (its own batch is done, or failed): wakes the writer of the oldest
+     * batch not done, which becomes the committer unless another caller got there first (then
+     * that one hands over in turn when it leaves). Every batch not done is in {@link #ready} or
+     * {@link #queue} here, and its writer is waiting on its condition. Under commitLock.
+     */
+    private void handOver() {
+        Batch next = !ready.isEmpty() ? ready.peekFirst() : queue.peekFirst();
+        if (next != null) next.wake.signal();
     }
 
     /** The longest a round waits for the writers it released to come back (bench/RESULTS.md, "persistent first writes"). */
@@ -454,8 +475,11 @@ public final class PersistentStore {
         all.addAll(queue);
         ready.clear();
         queue.clear();
-        for (Batch b : all) { b.done = true; b.error = err; }
-        commitDone.signalAll();
+        for (Batch b : all) {
+            b.done = true;
+            b.error = err;
+            b.wake.signal();
+        }
     }
 
     /** Exception batches waiting for the committer, queued or copy-durable (for tests of group commit). */

@@ -172,6 +172,37 @@ class PersistentPipelineTest {
         assertEquals(cc[0], again.lookup(300));
     }
 
+    /**
+     * The committer leaves once its own batch is committed and wakes one waiting writer to take
+     * over (the end of a round wakes only the writers it released). Here the only writer left
+     * queued its copy during the committer's last flush, so it is in neither round the
+     * committer ran: it must still be committed, by itself, and return.
+     */
+    @Test
+    void aWriterQueuedDuringTheLeavingCommittersLastFlushTakesOver() throws Exception {
+        Recorder rec = new Recorder(new MemoryBlockDevice(64 * S), 1);
+        GateDevice cow = new GateDevice(rec);
+        PersistentStore s = PersistentStore.create(cow, 1);
+        long[] ca = new long[1], cb = new long[1];
+
+        GateDevice.Gate aCopyFlush = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        GateDevice.Request a = writer(s, cow, 100, ca);
+        assertTrue(aCopyFlush.awaitArrived(T), "A's first round: the flush that makes its copy durable");
+        GateDevice.Gate aAreaFlush = cow.arm(GateDevice.Op.FLUSH, GateDevice.Match.any());
+        aCopyFlush.release();
+        assertTrue(aAreaFlush.awaitArrived(T), "A's second round: its area write, then this flush");
+        GateDevice.Request b = writer(s, cow, 200, cb);
+        waitFor(() -> s.queuedCommits() == 1, "B queues during A's last flush");
+        aAreaFlush.release();
+        a.join(T);
+        b.join(T);   // hangs if nobody takes over from A
+        assertEquals(4, s.commitFlushes(), "two rounds for A, then two that B ran itself");
+        rec.checkAreasNameDurableCopies();
+        PersistentStore again = PersistentStore.load(new MemoryBlockDevice(((MemoryBlockDevice) rec.inner).snapshot()), 0, null);
+        assertEquals(ca[0], again.lookup(100));
+        assertEquals(cb[0], again.lookup(200));
+    }
+
     private static long[] lastArea(Recorder rec) {
         return rec.areas.stream().reduce((x, y) -> y).orElseThrow().news();
     }
