@@ -15,4 +15,4 @@ drop; dc=$(ms rd)
 rd >/dev/null
 vw=$(ms "$top/bin/bowctl" log verify --device "$VIMG")
 dw=$(ms rd)
-echo "cold verify $vc dd $dc ratio $(awk -v a=$vc -v b=$dc 'BEGIN{printf "%.2f", a/b}'); warm verify $vw dd $dw ratio $(awk -v a=$vw -v b=$dw 'BEGIN{printf "%.2f", a/b}'); load $load"
+echo "cold verify $vc dd $dc ratio $(awk -v a="$vc" -v b="$dc" 'BEGIN{printf "%.2f", a/b}'); warm verify $vw dd $dw ratio $(awk -v a="$vw" -v b="$dw" 'BEGIN{printf "%.2f", a/b}'); load $load"
