@@ -225,7 +225,7 @@ fio_run() {
     # server, which ends fio.
     fio "${common[@]}" "${job[@]}" "$@" >/dev/null &   # the caller's arguments last: they win
     wait $! || { cat "$json" >&2 2>/dev/null; die "fio $wl failed against $URI"; }
-    local dir=write; [[ $wl == rr* || $wl == sr* ]] && dir=read
+    local dir="write"; [[ $wl == rr* || $wl == sr* ]] && dir="read"
     jq -r --arg d "$dir" '[.jobs[]] as $j |
         "\([$j[][$d].iops] | add) \([$j[][$d].bw_bytes] | add / 1048576) \([$j[][$d].io_bytes] | add) \([$j[][$d].io_bytes] | min) \([$j[].job_runtime] | max) \([$j[].error] | max) \([$j[][$d].total_ios] | add)"' "$json"
 }
@@ -516,10 +516,18 @@ if [[ " $PEERS " == *" bow "* ]]; then
     drop_cache() { [ "${1:-}" = cold ] && dd if="$VIMG" iflag=nocache count=0 status=none; return 0; }
     verify_ms() { drop_cache "$1"; time_ms "$top/bin/bowctl" log verify --device "$VIMG"; }
     read_ms() { drop_cache "$1"; time_ms dd if="$VIMG" of=/dev/null bs=1M skip=$((VERIFY >> 20)) count=$((vbu >> 20)) status=none; }
+    # Verify and dd alternate (3 each): the same read varied 2x with what ran just before it (the
+    # host's cache of this VM's disk, bench/RESULTS.md, "seventh session"), so three verifies then
+    # three reads gave the later ones the warmer host cache.
     for cache in cold warm; do
         read_ms warm >/dev/null   # the warm runs start from the same page-cache state
-        v=$(median_of3 verify_ms "$cache") || die "bowctl log verify failed on $VIMG"
-        rd=$(median_of3 read_ms "$cache")
+        vs=() rds=()
+        for _ in 1 2 3; do
+            vs+=("$(verify_ms "$cache")") || die "bowctl log verify failed on $VIMG"
+            rds+=("$(read_ms "$cache")")
+        done
+        v="$(printf '%s\n' "${vs[@]}" | sort -n | sed -n 2p) (${vs[*]})"
+        rd="$(printf '%s\n' "${rds[@]}" | sort -n | sed -n 2p) (${rds[*]})"
         extra "log verify $cache" "${v%% *} ${rd%% *} $((vbu >> 20))" "verify median ms of 3 ${v}; dd read of as many bytes ${rd} ms"
         say "  -> $cache cache: verify ${v} ms, read ${rd} ms"
     done
@@ -536,14 +544,14 @@ if [ ! -f "$rm_class" ] || [ "$here/rangemap/RangeMapBench.java" -nt "$rm_class"
     rm -rf "$rm_dir"; mkdir -p "$rm_dir"
     javac -d "$rm_dir" -cp "$top/bowd/target/classes" "$here/rangemap/RangeMapBench.java"
 fi
-rm_line=$(java -Xmx1g -cp "$rm_dir:$top/bowd/target/classes" bow.bowmode.RangeMapBench 1000000 $([ "$QUICK" = 1 ] && echo 100000 || echo 200000))
+rm_line=$(java -Xmx1g -cp "$rm_dir:$top/bowd/target/classes" bow.bowmode.RangeMapBench 1000000 "$([ "$QUICK" = 1 ] && echo 100000 || echo 200000)")
 say "  -> $rm_line"
 extra "rangemap" "$rm_line" ""
 
 say "bowctl needs-checkpoint: 11 calls (after one that may write bin/bowctl's class-data archive)"
 "$top/bin/bowctl" needs-checkpoint --record "$T/no-such.rec" >/dev/null 2>&1 || true
 jv=()
-for i in 1 2 3 4 5; do jv+=($(time_ms java -XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:-UsePerfData -version)); done  # bin/bowctl's JVM options
+for i in 1 2 3 4 5; do jv+=("$(time_ms java -XX:TieredStopAtLevel=1 -XX:+UseG1GC -XX:-UsePerfData -version)"); done  # bin/bowctl's JVM options
 jv_median=$(printf '%s\n' "${jv[@]}" | sort -n | sed -n 3p)
 ncs=()
 for i in $(seq 11); do
