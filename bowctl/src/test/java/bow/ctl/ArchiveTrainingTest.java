@@ -45,6 +45,27 @@ class ArchiveTrainingTest {
         assertEquals(before, leftovers(), "temporary training images left behind");
     }
 
+    @Test
+    void everyDaemonCommandOfTheTrainingSucceedsAndNothingIsLeftBehind() throws IOException {
+        List<Path> before = leftovers();
+        assertEquals(Main.DAEMON_TRAINING.length, Main.trainDaemonCommands());
+        assertEquals(before, leftovers(), "temporary training sockets left behind");
+    }
+
+    @Test
+    void theTrainingCommandsAreAllOnTheFastPathAndTouchNoRecord() {
+        for (String[] args : Main.DAEMON_TRAINING) {
+            String line = String.join(" ", args);
+            assertFalse(line.contains("--record") || line.startsWith("checkpoint") || line.startsWith("commit"), line);
+            // A fast-path command answers without picocli: against a socket that is not there, "not running".
+            String[] a = args.clone();
+            for (int i = 0; i < a.length; i++) a[i] = a[i].replace("%s", "/nonexistent/bowctl-cds-test.sock");
+            java.io.StringWriter err = new java.io.StringWriter();
+            Integer code = FastPath.tryRun(a, new java.io.PrintWriter(new java.io.StringWriter()), new java.io.PrintWriter(err, true));
+            assertEquals(ExitCodes.DAEMON_UNREACHABLE, code, line + ": " + err);
+        }
+    }
+
     private static List<Path> leftovers() throws IOException {
         List<Path> l = new ArrayList<>();
         try (DirectoryStream<Path> d = Files.newDirectoryStream(Path.of(System.getProperty("java.io.tmpdir")), "bowctl-cds-*")) {
