@@ -30,7 +30,8 @@ final class ReadAhead implements AutoCloseable {
         int id = IDS.incrementAndGet();
         AtomicInteger n = new AtomicInteger();
         this.readers = Executors.newFixedThreadPool(Math.max(1, threads), r -> {
-            Thread t = new Thread(r, "read-ahead-" + id + "-" + n.incrementAndGet());
+            // StringBuilder, not "+": bowctl's class-data archive cannot keep what an indy concatenation spins.
+            Thread t = new Thread(r, new StringBuilder("read-ahead-").append(id).append('-').append(n.incrementAndGet()).toString());
             t.setDaemon(true);
             return t;
         });

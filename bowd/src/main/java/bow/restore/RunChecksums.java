@@ -87,7 +87,8 @@ final class RunChecksums implements AutoCloseable {
         int id = IDS.incrementAndGet();
         AtomicInteger n = new AtomicInteger();
         this.workers = Executors.newFixedThreadPool(threads, r -> {
-            Thread t = new Thread(r, "run-checksums-" + id + "-" + n.incrementAndGet());
+            // StringBuilder, not "+": bowctl's class-data archive cannot keep what an indy concatenation spins.
+            Thread t = new Thread(r, new StringBuilder("run-checksums-").append(id).append('-').append(n.incrementAndGet()).toString());
             t.setDaemon(true);
             return t;
         });
