@@ -232,6 +232,13 @@ fio_run() {
 
 status_json() { bowctl_cmd status --json; }
 
+# Pass-through rows (every row but the 1st write ones, which are one pass over blocks that still
+# hold checkpointed data) run for the whole runtime, writes too, looping over their region: one
+# pass of S bytes took 0.3-1 s on a machine where nbdkit wrote 100k IOPS, and rows that short
+# moved by 40 % with the closing flush and whatever the kernel wrote back meanwhile
+# (bench/RESULTS.md, "ninth session").
+STEADY=(--time_based)
+
 # measure CONFIG WORKLOAD bowd|- [FIO_ARGS...]: one measured fio job, recorded.
 # LAST_MIN_IO is the smallest number of bytes one of its jobs moved (for the rewrite pass).
 LAST_MIN_IO=0
@@ -295,7 +302,7 @@ first_and_rewrite() {
         settle --io_size="${minio[rw16]}"
     fi
     # Same fio seed and no more bytes per job than the first pass: exactly the blocks it wrote.
-    for wl in $WRITES; do measure "$pre, rewrite" "$wl" bowd --io_size="${minio[$wl]}"; done
+    for wl in $WRITES; do measure "$pre, rewrite" "$wl" bowd --io_size="${minio[$wl]}" "${STEADY[@]}"; done
 }
 
 # time_ms COMMAND...: runs it, prints the wall time in ms.
@@ -333,7 +340,7 @@ run_nbdkit_file() {
     # cache=default: buffered I/O through the page cache, flush = fdatasync.
     start_server "nbdkit-file$1" nbdkit -f -U "$SOCK" file "$IMG"
     warmup
-    for wl in $WORKLOADS; do measure "nbdkit file" "$wl" -; done
+    for wl in $WORKLOADS; do measure "nbdkit file" "$wl" - "${STEADY[@]}"; done
     stop_server "nbdkit-file$1"
 }
 ALL_PEERS=$PEERS
@@ -347,13 +354,13 @@ for p in $ALL_PEERS; do
             # -e 8: up to 8 connections at once (the x4 jobs).
             start_server qemu-nbd qemu-nbd -f raw -t -e 8 -k "$SOCK" --cache=writeback --aio=threads "$IMG"
             warmup
-            for wl in $WORKLOADS; do measure "qemu-nbd" "$wl" -; done
+            for wl in $WORKLOADS; do measure "qemu-nbd" "$wl" - "${STEADY[@]}"; done
             stop_server qemu-nbd ;;
         nbdkit-cow)
             # Overlay in a temporary file under $T (unlinked); nothing reaches the image.
             start_server nbdkit-cow env TMPDIR="$T" nbdkit -f -U "$SOCK" --filter=cow file "$IMG"
             warmup
-            for wl in $WORKLOADS; do measure "nbdkit cow" "$wl" -; done
+            for wl in $WORKLOADS; do measure "nbdkit cow" "$wl" - "${STEADY[@]}"; done
             stop_server nbdkit-cow ;;
         persistent)
             rm -f "$COW"; truncate -s "$COW_SIZE" "$COW"
@@ -405,13 +412,13 @@ for p in $ALL_PEERS; do
             start_server bowd-bow "${BOWD[@]}" --mode bow --device "$IMG" --block-size 4096
             bowctl_cmd trim --offset "$BACKUP_AT" --length $((IMG_SIZE - BACKUP_AT)) >/dev/null
             warmup
-            for wl in $WORKLOADS; do measure "bowd bow, state 0" "$wl" bowd; done
+            for wl in $WORKLOADS; do measure "bowd bow, state 0" "$wl" bowd "${STEADY[@]}"; done
             bowctl_cmd checkpoint start >/dev/null
             first_and_rewrite "bowd bow, state 1"
             bowctl_cmd commit >/dev/null
             for wl in $WORKLOADS; do
                 [ "$QUICK" = 1 ] && [[ $wl != rr16 && $wl != rw16 && $wl != rr16x4 && $wl != rw16x4 ]] && continue
-                measure "bowd bow, state 2" "$wl" bowd
+                measure "bowd bow, state 2" "$wl" bowd "${STEADY[@]}"
             done
             bowctl_cmd shutdown >/dev/null || true
             stop_server bowd-bow
@@ -690,8 +697,9 @@ TARGETS=$(judge)
     echo
     echo "## IOPS (MiB/s)"
     echo
-    echo "Writes end with a flush (fio --end_fsync=1), counted in the time. \"1st write\" rows meet only blocks"
-    echo "that still hold checkpointed data; \"rewrite\" rows write exactly those blocks again."
+    echo "Writes end with a flush (fio --end_fsync=1), counted in the time. \"1st write\" rows are one pass over"
+    echo "blocks that still hold checkpointed data; \"rewrite\" rows write exactly those blocks again. Every row"
+    echo "but the 1st write ones runs for the whole runtime (fio --time_based), looping over its region."
     echo
     cells
     echo
