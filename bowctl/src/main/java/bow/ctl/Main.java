@@ -1,5 +1,8 @@
 package bow.ctl;
 
+import bow.bowlog.BowCrc;
+import bow.bowlog.LogBlock;
+import bow.bowlog.LogEntry;
 import bow.control.Framing;
 import bow.proto.RangesReply;
 import bow.proto.Request;
@@ -8,10 +11,6 @@ import bow.proto.SnapshotCreateReply;
 import bow.proto.SnapshotInfo;
 import bow.proto.SnapshotListReply;
 import bow.proto.StatusReply;
-
-import bow.bowlog.BowCrc;
-import bow.bowlog.LogBlock;
-import bow.bowlog.LogEntry;
 
 import java.io.ByteArrayInputStream;
 import java.io.ByteArrayOutputStream;
@@ -108,17 +107,16 @@ public final class Main {
 
     /** The stand-in daemon: one request per connection, answered by kind, until the socket is closed. */
     private static void standIn(ServerSocketChannel server) {
+        Response[] answers = cannedAnswers();
         Response ok = Response.newBuilder().setCode(Response.Code.OK).setMessage("ok").build();
         while (true) {
             try (SocketChannel ch = server.accept()) {
                 Request q = Framing.read(Channels.newInputStream(ch), Request.parser());
                 if (q == null) continue;
                 Response a = switch (q.getKindCase()) {
-                    case STATUS -> Response.newBuilder(ok).setStatus(StatusReply.newBuilder().setMode("bow").setState("0 PASS_THROUGH")
-                            .putDetails("io_flushes", "0")).build();
-                    case SNAPSHOT_LIST -> Response.newBuilder(ok).setSnapshotList(SnapshotListReply.newBuilder()
-                            .addSnapshots(SnapshotInfo.newBuilder().setId(0).setName("a"))).build();
-                    case SNAPSHOT_CREATE -> Response.newBuilder(ok).setSnapshotCreated(SnapshotCreateReply.newBuilder().setId(0)).build();
+                    case STATUS -> answers[0];
+                    case SNAPSHOT_LIST -> answers[1];
+                    case SNAPSHOT_CREATE -> answers[2];
                     default -> ok;
                 };
                 Framing.write(Channels.newOutputStream(ch), a);
@@ -128,8 +126,9 @@ public final class Main {
         }
     }
 
-    private static void trainDaemonAnswers() {
-        Response[] answers = {
+    /** One answer of each kind the daemon sends: status, snapshot list, snapshot created, ranges, a refusal. */
+    private static Response[] cannedAnswers() {
+        return new Response[] {
             Response.newBuilder().setCode(Response.Code.OK).setMessage("ok").setStatus(StatusReply.newBuilder()
                     .setMode("bow").setState("1 CHECKPOINT").putDetails("io_flushes", "0")).build(),
             Response.newBuilder().setCode(Response.Code.OK).setSnapshotList(SnapshotListReply.newBuilder()
@@ -138,8 +137,11 @@ public final class Main {
             Response.newBuilder().setCode(Response.Code.OK).setRanges(RangesReply.getDefaultInstance()).build(),
             Response.newBuilder().setCode(Response.Code.INVALID_STATE).setMessage("no").build(),
         };
+    }
+
+    private static void trainDaemonAnswers() {
         try {
-            for (Response r : answers) {
+            for (Response r : cannedAnswers()) {
                 ByteArrayOutputStream b = new ByteArrayOutputStream();
                 Framing.write(b, r);
                 Response back = Framing.read(new ByteArrayInputStream(b.toByteArray()), Response.parser());
