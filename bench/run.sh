@@ -147,7 +147,7 @@ extra() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$EXTRA"; }
 # inode lock), and each peer used to inherit whatever the previous one left
 # (bench/RESULTS.md, "page-cache state").
 prime_cache() {
-    sync "$IMG"
+    sync   # every file, not only the image: no peer's dirty pages are written back during the next one
     /usr/bin/python3 "$here/prime-cache.py" "$IMG"
 }
 
@@ -170,7 +170,7 @@ start_server() {
         [ "$i" = 600 ] && { cat "$T/$name.log" >&2; die "$name did not serve $SOCK within 60 s"; }
         sleep 0.1
     done
-    LOADS+=("$name $(cut -d' ' -f1 /proc/loadavg)")
+    LOADS+=("$name $(cut -d' ' -f1 /proc/loadavg) ($(awk '/^Dirty:/ {print int($2 / 1024)}' /proc/meminfo) MiB dirty)")
     # The server's resident memory, sampled every 0.2 s; the peak is reported (bowd: target < 256 MiB).
     RSS_FILE=$T/$name.rss
     echo 0 >"$RSS_FILE"
@@ -333,8 +333,10 @@ read -r -a BOWD_FLAGS <<<"${BENCH_BOWD_FLAGS:-}"
 BOWD=("$top/bin/bowd" --socket "$SOCK" --control "$CTL" ${BOWD_FLAGS[@]+"${BOWD_FLAGS[@]}"})
 
 # ------------------------------------------------------------------ peers
-# The reference runs first and, unless BENCH_QUICK, once more at the end: the machine's load
-# drifts over a run, and the ratios use the mean of the two passes.
+# The reference runs first and, unless BENCH_QUICK, again just before the bow peer (whose rows
+# are most of the pass-through targets) and at the end: the machine drifts over a run (nbdkit's
+# own x4 write row read 66k-132k IOPS on one quiet machine, bench/RESULTS.md, "eleventh
+# session"), and the ratios use the mean of the passes.
 REF_AGAIN=${BENCH_REF_AGAIN:-$([ "$QUICK" = 1 ] && echo 0 || echo 1)}
 run_nbdkit_file() {
     # cache=default: buffered I/O through the page cache, flush = fdatasync.
@@ -344,10 +346,18 @@ run_nbdkit_file() {
     stop_server "nbdkit-file$1"
 }
 ALL_PEERS=$PEERS
-[ "$REF_AGAIN" = 1 ] && [[ " $PEERS " == *" nbdkit-file "* ]] && ALL_PEERS="$PEERS nbdkit-file-again"
+if [ "$REF_AGAIN" = 1 ] && [[ " $PEERS " == *" nbdkit-file "* ]]; then
+    ALL_PEERS='' prev=''
+    for p in $PEERS; do
+        [ "$p" = bow ] && [ -n "$prev" ] && [ "$prev" != nbdkit-file ] && ALL_PEERS="$ALL_PEERS nbdkit-file-mid"
+        ALL_PEERS="$ALL_PEERS $p" prev=$p
+    done
+    ALL_PEERS="${ALL_PEERS# } nbdkit-file-again"
+fi
 for p in $ALL_PEERS; do
     case $p in
         nbdkit-file) run_nbdkit_file "" ;;
+        nbdkit-file-mid) run_nbdkit_file "-mid" ;;
         nbdkit-file-again) run_nbdkit_file "-again" ;;
         qemu-nbd)
             # writeback cache + thread pool: buffered I/O, flush = fdatasync (like nbdkit file and bowd).
@@ -382,7 +392,8 @@ for p in $ALL_PEERS; do
             ms=$(time_ms "$top/bin/bowctl" rollback --mode persistent --device "$IMG" --cow "$COW" -y) \
                 || die "persistent rollback failed"
             floor=$(dd_floor "$ROLLBACK")
-            extra "rollback persistent" "$ms $floor" "merge of $((ROLLBACK >> 20)) MiB (COW $st) vs dd of as many bytes" ;;
+            extra "rollback persistent" "$ms $floor" "merge of $((ROLLBACK >> 20)) MiB (COW $st) vs dd of as many bytes"
+            rm -f "$COW" ;;
         shared)
             # Origin first writes while 1, 10, then 64 snapshots share every chunk: each count writes
             # its own region [kS, (k+1)S), whose chunks all snapshots still read from the origin.
@@ -407,7 +418,8 @@ for p in $ALL_PEERS; do
             bowctl_cmd snapshot list >"$T/shared-list.txt" 2>&1 || true
             extra "shared snapshots" "$(tail -1 "$T/shared-list.txt")" "bowctl snapshot list after the runs"
             bowctl_cmd shutdown >/dev/null || true
-            stop_server bowd-shared ;;
+            stop_server bowd-shared
+            rm -f "$COW" ;;
         bow)
             start_server bowd-bow "${BOWD[@]}" --mode bow --device "$IMG" --block-size 4096
             bowctl_cmd trim --offset "$BACKUP_AT" --length $((IMG_SIZE - BACKUP_AT)) >/dev/null
